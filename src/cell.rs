@@ -1,0 +1,66 @@
+//! The [`Cell`] abstraction: one recurrent step, forward and backward, generic over the scalar.
+//!
+//! Shapes (batch as columns, so `W · X` is one GEMM):
+//! - input `x_t`: `D × B` (D = [`Cell::input_size`], B = batch);
+//! - state `s_t`: `S × B` (S = [`Cell::state_size`]); the cell's *output* `h_t` is the first
+//!   H = [`Cell::hidden_size`] rows of the state. For the vanilla cell and the GRU `s_t = h_t`;
+//!   for the LSTM `s_t = [h_t; c_t]`.
+
+use nalgebra::{DMatrix, RealField};
+
+use crate::Params;
+
+/// One recurrent cell `s_t = f(s_{t−1}, x_t; θ)`.
+///
+/// Contract, checked for every implementation by the generic property tests in `tests/`:
+/// [`Cell::step_backward`] returns exactly the vector–Jacobian products of
+/// [`Cell::step_forward`] (w.r.t. `x_t`, `s_{t−1}`, and every parameter, accumulated into
+/// `grads`), to finite-difference accuracy in f64.
+pub trait Cell<T: RealField + Copy>: Clone + Send + Sync {
+    /// Everything the backward pass of one step needs, saved by the forward pass.
+    type Cache: Clone + Send + Sync;
+
+    /// A short human-readable name, e.g. `"rnn-tanh"`.
+    fn name(&self) -> String;
+    /// D, the size of `x_t`.
+    fn input_size(&self) -> usize;
+    /// H, the size of the output `h_t`.
+    fn hidden_size(&self) -> usize;
+    /// S, the size of the recurrent state (H, or 2H for the LSTM).
+    fn state_size(&self) -> usize {
+        self.hidden_size()
+    }
+    /// Names of the state's row blocks, for reports (`["h"]`, or `["h", "c"]` for the LSTM).
+    fn state_names(&self) -> Vec<&'static str> {
+        vec!["h"]
+    }
+
+    /// The parameters, named and shaped as PyTorch names and shapes them.
+    fn params(&self) -> &Params<T>;
+    /// Mutable parameters (names and shapes must not change).
+    fn params_mut(&mut self) -> &mut Params<T>;
+    /// Number of trainable scalars.
+    fn parameter_count(&self) -> usize {
+        self.params().scalar_count()
+    }
+
+    /// One step forward: `(s_t, cache) = step_forward(x_t, s_{t−1})`.
+    /// `x`: `D × B`; `s_prev`: `S × B`; returns `S × B`. Shapes are the caller's responsibility
+    /// (the sequence functions in [`crate::sequence`] validate them once up front).
+    fn step_forward(&self, x: &DMatrix<T>, s_prev: &DMatrix<T>) -> (DMatrix<T>, Self::Cache);
+
+    /// One step backward: given `ds = ∂L/∂s_t` (`S × B`) and the step's cache, accumulate
+    /// `∂L/∂θ` into `grads` (shaped like [`Cell::params`]) and return
+    /// `(dx, ds_prev) = (∂L/∂x_t, ∂L/∂s_{t−1})`.
+    fn step_backward(
+        &self,
+        ds: &DMatrix<T>,
+        cache: &Self::Cache,
+        grads: &mut Params<T>,
+    ) -> (DMatrix<T>, DMatrix<T>);
+
+    /// Append to `out` the sign (`a > 0`) of every argument of a non-differentiable point
+    /// (ReLU pre-activations). The gradient checker compares these patterns between perturbed
+    /// forward passes to detect kinks. Smooth cells append nothing (the default).
+    fn kink_pattern(&self, _cache: &Self::Cache, _out: &mut Vec<bool>) {}
+}

@@ -1,0 +1,4 @@
+//! Recurrent cells, one per file. Adding a cell: one new file here implementing
+//! [`crate::Cell`], plus one registration in the generic test harness (`tests/harness/`).
+
+pub mod vanilla;

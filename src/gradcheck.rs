@@ -1,0 +1,238 @@
+//! The gradient checker: analytic gradients from BPTT against central finite differences, in
+//! f64, over every entry of every parameter, every input `x_t` and the initial state.
+//!
+//! For each scalar θ of the problem:
+//! - step `h = ∛ε · max(1, |θ|)` (ε = f64 machine epsilon), balancing the O(h²) truncation
+//!   error of the central difference against its O(ε/h) rounding error; the difference
+//!   quotient divides by the *representable* step `(θ+h) − (θ−h)`;
+//! - numeric `n = (L(θ+h) − L(θ−h)) / ((θ+h) − (θ−h))`, analytic `a` from BPTT;
+//! - error `|a − n| / max(|a|, |n|, floor)`: relative, with an absolute floor so that
+//!   near-zero pairs (where central differences carry only rounding noise) are judged by their
+//!   absolute difference;
+//! - *kinks*: if any ReLU pre-activation changes sign between the forward passes at `θ − h`,
+//!   `θ` and `θ + h`, the loss is not differentiable within the stencil; the entry is excluded
+//!   from the verdict and counted.
+//!
+//! Under truncated BPTT the numeric side differentiates the function with the states at the
+//! chunk boundaries held constant ([`crate::sequence::forward_detached`]), which is exactly
+//! what truncated BPTT computes the gradient of.
+
+use std::fmt;
+
+use nalgebra::DMatrix;
+
+use crate::model::{Model, ModelGrads, Objective};
+use crate::sequence::Truncation;
+use crate::{BpttError, Cell};
+
+/// Everything the loss depends on: the model, the inputs, the initial state and the loss.
+#[derive(Clone, Debug)]
+pub struct Problem<C: Cell<f64>> {
+    pub model: Model<f64, C>,
+    /// `x_t`, each `D × B`.
+    pub xs: Vec<DMatrix<f64>>,
+    /// `s_0`, `S × B`.
+    pub s0: DMatrix<f64>,
+    pub objective: Objective<f64>,
+    pub truncation: Truncation,
+}
+
+/// Settings of [`check`].
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Verdict threshold on the error of every non-kink entry.
+    pub tolerance: f64,
+    /// Absolute floor of the error's denominator.
+    pub abs_floor: f64,
+}
+
+impl Default for Config {
+    /// Tolerance 1e-6; floor 1e-5. With `h ≈ 6e-6` the central difference of an O(1) loss
+    /// carries an absolute error of about `ε|L|/h + h²|L'''|/6 ≈ 1e-10`, so entries smaller
+    /// than the floor are judged absolutely at `1e-6 · 1e-5 = 1e-11`-ish resolution — still
+    /// above that noise only by design of the floor, never by loosening the tolerance.
+    fn default() -> Self {
+        Config {
+            tolerance: 1e-6,
+            abs_floor: 1e-5,
+        }
+    }
+}
+
+/// One checked scalar.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// `"weight_hh"`, `"readout.bias"`, `"x"`, `"h0"`, …
+    pub tensor: String,
+    /// The time step, for inputs `x_t`.
+    pub step: Option<usize>,
+    pub row: usize,
+    pub col: usize,
+    pub analytic: f64,
+    pub numeric: f64,
+    pub error: f64,
+    /// A kink lies within the stencil: excluded from the verdict.
+    pub kink: bool,
+}
+
+/// The result of [`check`].
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Every checked scalar, in the order parameters, readout, inputs, initial state.
+    pub entries: Vec<Entry>,
+    /// The loss at the unperturbed point.
+    pub loss: f64,
+    pub config: Config,
+}
+
+impl Report {
+    /// Entries that count for the verdict (no kink).
+    pub fn judged(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| !e.kink)
+    }
+    /// Number of entries excluded because of a kink.
+    pub fn kinks(&self) -> usize {
+        self.entries.iter().filter(|e| e.kink).count()
+    }
+    /// Largest error over judged entries (0 when there are none).
+    pub fn max_error(&self) -> f64 {
+        self.judged().map(|e| e.error).fold(0.0, f64::max)
+    }
+    /// Whether every judged entry is finite and within tolerance.
+    pub fn passed(&self) -> bool {
+        self.judged()
+            .all(|e| e.error <= self.config.tolerance && e.analytic.is_finite() && e.numeric.is_finite())
+    }
+    /// The `n` judged entries with the largest error, worst first (non-finite ones first).
+    pub fn worst(&self, n: usize) -> Vec<&Entry> {
+        let mut v: Vec<&Entry> = self.judged().collect();
+        v.sort_by(|a, b| {
+            let key = |e: &Entry| if e.error.is_nan() { f64::INFINITY } else { e.error };
+            key(b).total_cmp(&key(a))
+        });
+        v.truncate(n);
+        v
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "gradcheck: {} entries checked, {} kinks excluded, max error {:.3e} (tolerance {:.0e}): {}",
+            self.judged().count(),
+            self.kinks(),
+            self.max_error(),
+            self.config.tolerance,
+            if self.passed() { "PASS" } else { "FAIL" }
+        )?;
+        writeln!(f, "{:<16} {:>5} {:>9} {:>16} {:>16} {:>10}", "tensor", "step", "index", "analytic", "numeric", "error")?;
+        for e in self.worst(5) {
+            let step = e.step.map_or("-".into(), |s| s.to_string());
+            writeln!(
+                f,
+                "{:<16} {:>5} {:>9} {:>16.9e} {:>16.9e} {:>10.3e}",
+                e.tensor,
+                step,
+                format!("({},{})", e.row, e.col),
+                e.analytic,
+                e.numeric,
+                e.error
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Which scalar variable of a [`Problem`] a perturbation touches.
+#[derive(Clone, Copy)]
+enum Slot {
+    Cell(usize),
+    Readout(usize),
+    Input(usize),
+    State,
+}
+
+fn slot_mut<C: Cell<f64>>(p: &mut Problem<C>, slot: Slot) -> &mut DMatrix<f64> {
+    match slot {
+        Slot::Cell(i) => &mut p.model.cell.params_mut()[i],
+        Slot::Readout(i) => &mut p.model.readout.params_mut()[i],
+        Slot::Input(t) => &mut p.xs[t],
+        Slot::State => &mut p.s0,
+    }
+}
+
+/// The loss (with cuts held at `fixed`) and the kink pattern of its forward pass.
+fn evaluate<C: Cell<f64>>(p: &Problem<C>, fixed: &[DMatrix<f64>]) -> Result<(f64, Vec<bool>), BpttError> {
+    let (loss, traj) = p.model.loss_detached(&p.xs, &p.s0, &p.objective, p.truncation, fixed)?;
+    let mut pattern = Vec::new();
+    for cache in &traj.caches {
+        p.model.cell.kink_pattern(cache, &mut pattern);
+    }
+    Ok((loss, pattern))
+}
+
+/// Check every analytic gradient of `problem` against central differences.
+pub fn check<C: Cell<f64>>(problem: &Problem<C>, config: Config) -> Result<Report, BpttError> {
+    let m = &problem.model;
+    let (loss, grads) = m.loss_and_grads(&problem.xs, &problem.s0, &problem.objective, problem.truncation)?;
+    let fixed = crate::sequence::forward(&m.cell, &problem.xs, &problem.s0)?.states;
+    let (_, base_pattern) = evaluate(problem, &fixed)?;
+
+    let ModelGrads {
+        cell,
+        readout,
+        dxs,
+        d_states,
+    } = grads;
+    let mut slots: Vec<(Slot, String, Option<usize>, DMatrix<f64>)> = Vec::new();
+    for (i, (name, g)) in cell.iter().enumerate() {
+        slots.push((Slot::Cell(i), name.to_string(), None, g.clone()));
+    }
+    for (i, (name, g)) in readout.iter().enumerate() {
+        slots.push((Slot::Readout(i), format!("readout.{name}"), None, g.clone()));
+    }
+    for (t, g) in dxs.into_iter().enumerate() {
+        slots.push((Slot::Input(t), "x".into(), Some(t), g));
+    }
+    slots.push((Slot::State, String::new(), None, d_states[0].clone()));
+
+    let state_names = m.cell.state_names();
+    let hidden = m.cell.hidden_size();
+    let mut work = problem.clone();
+    let mut entries = Vec::new();
+    for (slot, name, step, analytic) in slots {
+        for col in 0..analytic.ncols() {
+            for row in 0..analytic.nrows() {
+                let theta = slot_mut(&mut work, slot)[(row, col)];
+                let h = f64::EPSILON.cbrt() * theta.abs().max(1.0);
+                let (plus, minus) = (theta + h, theta - h);
+                slot_mut(&mut work, slot)[(row, col)] = plus;
+                let (lp, pp) = evaluate(&work, &fixed)?;
+                slot_mut(&mut work, slot)[(row, col)] = minus;
+                let (lm, pm) = evaluate(&work, &fixed)?;
+                slot_mut(&mut work, slot)[(row, col)] = theta;
+
+                let numeric = (lp - lm) / (plus - minus);
+                let a = analytic[(row, col)];
+                let error = (a - numeric).abs() / a.abs().max(numeric.abs()).max(config.abs_floor);
+                // the initial state is reported per block: h0 (and c0), row within the block
+                let (tensor, row) = match slot {
+                    Slot::State => (format!("{}0", state_names[(row / hidden).min(state_names.len() - 1)]), row % hidden),
+                    _ => (name.clone(), row),
+                };
+                entries.push(Entry {
+                    tensor,
+                    step,
+                    row,
+                    col,
+                    analytic: a,
+                    numeric,
+                    error,
+                    kink: pp != base_pattern || pm != base_pattern,
+                });
+            }
+        }
+    }
+    Ok(Report { entries, loss, config })
+}

@@ -1,0 +1,170 @@
+//! A recurrent cell with a linear readout and a loss: the whole differentiable function
+//! `L(θ_cell, θ_readout, x_0..x_{T−1}, s_0)` that training and the gradient checker see.
+
+use nalgebra::{DMatrix, RealField};
+
+use crate::readout::{Readout, mse, softmax_cross_entropy};
+use crate::sequence::{self, Trajectory, Truncation, Upstream};
+use crate::{BpttError, Cell, Params};
+
+/// Where the loss reads the outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LossAt {
+    /// Only `h_T` (e.g. sequence classification).
+    Last,
+    /// Every `h_1 ..= h_T`; the per-step losses are summed.
+    EveryStep,
+}
+
+/// Targets of the loss, one entry per step the loss reads (1 for [`LossAt::Last`], T for
+/// [`LossAt::EveryStep`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Targets<T: RealField + Copy> {
+    /// Mean squared error against `O × B` targets.
+    Mse(Vec<DMatrix<T>>),
+    /// Softmax cross-entropy against one class index per sequence of the batch.
+    CrossEntropy(Vec<Vec<usize>>),
+}
+
+/// The loss of a model: what it compares, and at which steps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Objective<T: RealField + Copy> {
+    pub targets: Targets<T>,
+    pub at: LossAt,
+}
+
+impl<T: RealField + Copy> Objective<T> {
+    fn target_count(&self) -> usize {
+        match &self.targets {
+            Targets::Mse(v) => v.len(),
+            Targets::CrossEntropy(v) => v.len(),
+        }
+    }
+
+    /// `(L_i, ∂L_i/∂y)` for the i-th target.
+    fn loss(&self, i: usize, y: &DMatrix<T>) -> Result<(T, DMatrix<T>), BpttError> {
+        match &self.targets {
+            Targets::Mse(v) => mse(y, &v[i]),
+            Targets::CrossEntropy(v) => softmax_cross_entropy(y, &v[i]),
+        }
+    }
+
+    /// The 0-based steps whose outputs the loss reads, paired with their target index.
+    fn read_steps(&self, steps: usize) -> Result<Vec<(usize, usize)>, BpttError> {
+        if steps == 0 {
+            return Err(BpttError::Invalid("a loss needs a sequence of at least one step".into()));
+        }
+        let (wanted, pairs): (usize, Vec<(usize, usize)>) = match self.at {
+            LossAt::Last => (1, vec![(steps - 1, 0)]),
+            LossAt::EveryStep => (steps, (0..steps).map(|t| (t, t)).collect()),
+        };
+        if self.target_count() != wanted {
+            return Err(BpttError::Invalid(format!(
+                "{} targets given; the loss at {:?} of {steps} steps needs {wanted}",
+                self.target_count(),
+                self.at
+            )));
+        }
+        Ok(pairs)
+    }
+}
+
+/// A cell followed by a linear readout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model<T: RealField + Copy, C: Cell<T>> {
+    pub cell: C,
+    pub readout: Readout<T>,
+}
+
+/// Every gradient of a [`Model`]'s loss.
+#[derive(Clone, Debug)]
+pub struct ModelGrads<T: RealField + Copy> {
+    /// `∂L/∂θ_cell`, shaped like the cell's parameters.
+    pub cell: Params<T>,
+    /// `∂L/∂θ_readout`.
+    pub readout: Params<T>,
+    /// `∂L/∂x_t`, t = 0..T.
+    pub dxs: Vec<DMatrix<T>>,
+    /// `∂L/∂s_k`, k = 0..=T (see [`sequence::SequenceGrads::d_states`]).
+    pub d_states: Vec<DMatrix<T>>,
+}
+
+impl<T: RealField + Copy, C: Cell<T>> Model<T, C> {
+    pub fn new(cell: C, readout: Readout<T>) -> Result<Self, BpttError> {
+        if readout.input_size() != cell.hidden_size() {
+            return Err(BpttError::Invalid(format!(
+                "readout reads {} units but the cell has hidden size {}",
+                readout.input_size(),
+                cell.hidden_size()
+            )));
+        }
+        Ok(Model { cell, readout })
+    }
+
+    /// The loss (forward only).
+    pub fn loss(&self, xs: &[DMatrix<T>], s0: &DMatrix<T>, objective: &Objective<T>) -> Result<T, BpttError> {
+        let traj = sequence::forward(&self.cell, xs, s0)?;
+        Ok(self.readout_loss(&traj, objective, None)?.0)
+    }
+
+    /// The loss of the forward pass with the states at the cuts of `truncation` replaced by the
+    /// constants `fixed_states` (see [`sequence::forward_detached`]); also returns the trajectory.
+    pub fn loss_detached(
+        &self,
+        xs: &[DMatrix<T>],
+        s0: &DMatrix<T>,
+        objective: &Objective<T>,
+        truncation: Truncation,
+        fixed_states: &[DMatrix<T>],
+    ) -> Result<(T, Trajectory<T, C>), BpttError> {
+        let traj = sequence::forward_detached(&self.cell, xs, s0, truncation, fixed_states)?;
+        let loss = self.readout_loss(&traj, objective, None)?.0;
+        Ok((loss, traj))
+    }
+
+    /// The loss and all its gradients by (possibly truncated) BPTT.
+    pub fn loss_and_grads(
+        &self,
+        xs: &[DMatrix<T>],
+        s0: &DMatrix<T>,
+        objective: &Objective<T>,
+        truncation: Truncation,
+    ) -> Result<(T, ModelGrads<T>), BpttError> {
+        let traj = sequence::forward(&self.cell, xs, s0)?;
+        let mut readout_grads = self.readout.params().zeros_like();
+        let (loss, upstream) = self.readout_loss(&traj, objective, Some(&mut readout_grads))?;
+        let g = sequence::backward(&self.cell, &traj, &upstream, truncation)?;
+        Ok((
+            loss,
+            ModelGrads {
+                cell: g.params,
+                readout: readout_grads,
+                dxs: g.dxs,
+                d_states: g.d_states,
+            },
+        ))
+    }
+
+    /// Readout and loss over the steps the objective reads; with `grads`, also their backward,
+    /// returning the upstream gradients for BPTT.
+    fn readout_loss(
+        &self,
+        traj: &Trajectory<T, C>,
+        objective: &Objective<T>,
+        mut grads: Option<&mut Params<T>>,
+    ) -> Result<(T, Upstream<T>), BpttError> {
+        let hidden = self.cell.hidden_size();
+        let mut upstream = Upstream::none(traj.len());
+        let mut loss = T::zero();
+        for (t, i) in objective.read_steps(traj.len())? {
+            let h = traj.output(t + 1, hidden);
+            let y = self.readout.forward(&h);
+            let (l, dy) = objective.loss(i, &y)?;
+            loss += l;
+            if let Some(g) = grads.as_deref_mut() {
+                upstream.d_outputs[t] = Some(self.readout.backward(&dy, &h, g));
+            }
+        }
+        Ok((loss, upstream))
+    }
+}

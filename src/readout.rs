@@ -1,0 +1,166 @@
+//! Linear readout `y = W h + b` and the losses on top of it, forward and backward in pairs.
+//!
+//! Shapes: `h` is `H × B`, `y` and regression targets `O × B`, class targets `B` indices.
+
+use nalgebra::{DMatrix, RealField};
+
+use crate::error::check_shape;
+use crate::rng::{Rng, uniform_matrix};
+use crate::{BpttError, Params};
+
+/// Index of `weight` (O × H) in [`Readout::params`].
+pub const WEIGHT: usize = 0;
+/// Index of `bias` (O × 1).
+pub const BIAS: usize = 1;
+
+/// Linear readout `y = W h + b`, PyTorch `nn.Linear` names (`weight` O × H, `bias` O × 1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Readout<T: RealField + Copy> {
+    params: Params<T>,
+}
+
+impl<T: RealField + Copy> Readout<T> {
+    /// A readout from H hidden units to O outputs with every parameter in U(−bound, bound).
+    pub fn uniform(hidden_size: usize, output_size: usize, bound: f64, rng: &mut Rng) -> Self {
+        let mut params = Params::new();
+        params.push("weight", uniform_matrix(rng, output_size, hidden_size, bound));
+        params.push("bias", uniform_matrix(rng, output_size, 1, bound));
+        Readout { params }
+    }
+    pub fn params(&self) -> &Params<T> {
+        &self.params
+    }
+    pub fn params_mut(&mut self) -> &mut Params<T> {
+        &mut self.params
+    }
+    pub fn input_size(&self) -> usize {
+        self.params[WEIGHT].ncols()
+    }
+    pub fn output_size(&self) -> usize {
+        self.params[WEIGHT].nrows()
+    }
+
+    /// `y = W h + b 1ᵀ` (`O × B`). The cache of this layer is `h` itself.
+    pub fn forward(&self, h: &DMatrix<T>) -> DMatrix<T> {
+        let mut y = DMatrix::zeros(self.output_size(), h.ncols());
+        y.gemm(T::one(), &self.params[WEIGHT], h, T::zero());
+        let b = self.params[BIAS].column(0);
+        for mut col in y.column_iter_mut() {
+            col += b;
+        }
+        y
+    }
+
+    /// Given `dy = ∂L/∂y` and the forward input `h`: `dW += dy hᵀ`, `db += dy 1`; returns
+    /// `dh = Wᵀ dy`.
+    pub fn backward(&self, dy: &DMatrix<T>, h: &DMatrix<T>, grads: &mut Params<T>) -> DMatrix<T> {
+        let one = T::one();
+        for b in 0..dy.ncols() {
+            grads[WEIGHT].ger(one, &dy.column(b), &h.column(b), one);
+        }
+        let db = dy.column_sum();
+        let mut gb = grads[BIAS].column_mut(0);
+        gb += &db;
+        let mut dh = DMatrix::zeros(self.input_size(), dy.ncols());
+        dh.gemm_tr(one, &self.params[WEIGHT], dy, T::zero());
+        dh
+    }
+}
+
+/// Mean squared error, PyTorch's `MSELoss(reduction="mean")`:
+/// `L = (1/(O·B)) Σ (y − t)²`, `∂L/∂y = 2 (y − t) / (O·B)`. Returns `(L, ∂L/∂y)`.
+pub fn mse<T: RealField + Copy>(y: &DMatrix<T>, target: &DMatrix<T>) -> Result<(T, DMatrix<T>), BpttError> {
+    check_shape(|| "regression target".into(), target, y.nrows(), y.ncols())?;
+    let n: T = nalgebra::convert(y.len() as f64);
+    let diff = y - target;
+    let loss = diff.norm_squared() / n;
+    let two: T = nalgebra::convert(2.0);
+    Ok((loss, diff * (two / n)))
+}
+
+/// Softmax cross-entropy averaged over the batch, PyTorch's `CrossEntropyLoss`:
+/// `L = (1/B) Σ_b [logsumexp(y_b) − y_b[c_b]]`, `∂L/∂y_b = (softmax(y_b) − e_{c_b}) / B`.
+/// The log-sum-exp subtracts the column maximum first, so no exponential overflows.
+pub fn softmax_cross_entropy<T: RealField + Copy>(
+    y: &DMatrix<T>,
+    classes: &[usize],
+) -> Result<(T, DMatrix<T>), BpttError> {
+    if classes.len() != y.ncols() {
+        return Err(BpttError::Invalid(format!(
+            "{} class targets for a batch of {}",
+            classes.len(),
+            y.ncols()
+        )));
+    }
+    if let Some(&c) = classes.iter().find(|&&c| c >= y.nrows()) {
+        return Err(BpttError::Invalid(format!(
+            "class target {c} out of range for {} outputs",
+            y.nrows()
+        )));
+    }
+    let inv_b: T = nalgebra::convert(1.0 / y.ncols() as f64);
+    let mut loss = T::zero();
+    let mut dy = DMatrix::zeros(y.nrows(), y.ncols());
+    for (b, &c) in classes.iter().enumerate() {
+        let col = y.column(b);
+        let m = col.iter().copied().fold(col[0], |m, v| if v > m { v } else { m });
+        let sum_exp = col.iter().fold(T::zero(), |s, &v| s + (v - m).exp());
+        let lse = m + sum_exp.ln();
+        loss += (lse - col[c]) * inv_b;
+        // softmax(y) − onehot(c), divided by B
+        for i in 0..y.nrows() {
+            dy[(i, b)] = (col[i] - lse).exp() * inv_b;
+        }
+        dy[(c, b)] -= inv_b;
+    }
+    Ok((loss, dy))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_relative_eq;
+
+    #[test]
+    fn cross_entropy_is_stable_for_huge_logits() {
+        let y = DMatrix::from_column_slice(3, 1, &[1000.0f64, 0.0, -1000.0]);
+        let (l, dy) = softmax_cross_entropy(&y, &[0]).unwrap();
+        assert!(l.is_finite() && l.abs() < 1e-300);
+        let (l2, _) = softmax_cross_entropy(&y, &[1]).unwrap();
+        assert_relative_eq!(l2, 1000.0, epsilon = 1e-12, max_relative = 1e-15);
+        assert!(dy.iter().all(|v| v.is_finite()));
+        // uniform logits: L = ln 3 for any class
+        let z = DMatrix::from_element(3, 2, 5.0f64);
+        let (l3, _) = softmax_cross_entropy(&z, &[0, 2]).unwrap();
+        assert_relative_eq!(l3, 3f64.ln(), epsilon = 1e-15, max_relative = 1e-15);
+    }
+
+    #[test]
+    fn losses_reject_bad_targets() {
+        let y = DMatrix::<f64>::zeros(3, 2);
+        assert!(softmax_cross_entropy(&y, &[0]).is_err());
+        assert!(softmax_cross_entropy(&y, &[0, 3]).is_err());
+        assert!(mse(&y, &DMatrix::zeros(2, 2)).is_err());
+    }
+
+    #[test]
+    fn loss_gradients_match_central_differences() {
+        let y = DMatrix::from_row_slice(3, 2, &[0.3f64, -1.2, 2.0, 0.1, -0.4, 0.9]);
+        let t = DMatrix::from_row_slice(3, 2, &[1.0f64, 0.0, -1.0, 0.5, 0.2, 0.3]);
+        let classes = [2usize, 0];
+        let (_, d_mse) = mse(&y, &t).unwrap();
+        let (_, d_ce) = softmax_cross_entropy(&y, &classes).unwrap();
+        let h = 1e-6;
+        for i in 0..y.len() {
+            let (mut p, mut m) = (y.clone(), y.clone());
+            p[i] += h;
+            m[i] -= h;
+            let n_mse = (mse(&p, &t).unwrap().0 - mse(&m, &t).unwrap().0) / (2.0 * h);
+            let n_ce = (softmax_cross_entropy(&p, &classes).unwrap().0
+                - softmax_cross_entropy(&m, &classes).unwrap().0)
+                / (2.0 * h);
+            assert_relative_eq!(d_mse[i], n_mse, epsilon = 1e-9, max_relative = 1e-7);
+            assert_relative_eq!(d_ce[i], n_ce, epsilon = 1e-9, max_relative = 1e-7);
+        }
+    }
+}
