@@ -130,9 +130,17 @@ mod tests {
         // ours must be finite everywhere and match the closed form where both are exact.
         for &a in &[-800.0f64, -40.0, -1.0, 0.0, 1.0, 40.0, 800.0] {
             let s = sigmoid(a);
-            assert!(s.is_finite() && (0.0..=1.0).contains(&s), "sigmoid({a}) = {s}");
+            assert!(
+                s.is_finite() && (0.0..=1.0).contains(&s),
+                "sigmoid({a}) = {s}"
+            );
         }
-        assert_relative_eq!(sigmoid(-40.0f64), (-40.0f64).exp() / (1.0 + (-40.0f64).exp()), epsilon = 0.0, max_relative = 1e-15);
+        assert_relative_eq!(
+            sigmoid(-40.0f64),
+            (-40.0f64).exp() / (1.0 + (-40.0f64).exp()),
+            epsilon = 0.0,
+            max_relative = 1e-15
+        );
         assert_relative_eq!(sigmoid(0.0f64), 0.5, epsilon = 0.0, max_relative = 0.0);
         assert!(sigmoid(-800.0f64) >= 0.0);
     }

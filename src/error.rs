@@ -16,7 +16,11 @@ pub enum BpttError {
 }
 
 impl BpttError {
-    pub(crate) fn shape(what: impl Into<String>, expected: (usize, usize), got: (usize, usize)) -> Self {
+    pub(crate) fn shape(
+        what: impl Into<String>,
+        expected: (usize, usize),
+        got: (usize, usize),
+    ) -> Self {
         BpttError::Shape {
             what: what.into(),
             expected,

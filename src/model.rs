@@ -3,7 +3,7 @@
 
 use nalgebra::{DMatrix, RealField};
 
-use crate::readout::{Readout, mse, softmax_cross_entropy};
+use crate::readout::{Readout, mse, softmax_cross_entropy, softmax_cross_entropy_magnitude};
 use crate::sequence::{self, Trajectory, Truncation, Upstream};
 use crate::{BpttError, Cell, Params};
 
@@ -49,10 +49,21 @@ impl<T: RealField + Copy> Objective<T> {
         }
     }
 
+    /// The magnitude with which rounding errors of the i-th loss term scale: the loss itself
+    /// for MSE (a sum of squares), the sum of the cancelling terms for cross-entropy.
+    fn magnitude(&self, i: usize, y: &DMatrix<T>) -> Result<T, BpttError> {
+        match &self.targets {
+            Targets::Mse(v) => Ok(mse(y, &v[i])?.0),
+            Targets::CrossEntropy(v) => Ok(softmax_cross_entropy_magnitude(y, &v[i])),
+        }
+    }
+
     /// The 0-based steps whose outputs the loss reads, paired with their target index.
     fn read_steps(&self, steps: usize) -> Result<Vec<(usize, usize)>, BpttError> {
         if steps == 0 {
-            return Err(BpttError::Invalid("a loss needs a sequence of at least one step".into()));
+            return Err(BpttError::Invalid(
+                "a loss needs a sequence of at least one step".into(),
+            ));
         }
         let (wanted, pairs): (usize, Vec<(usize, usize)>) = match self.at {
             LossAt::Last => (1, vec![(steps - 1, 0)]),
@@ -102,7 +113,12 @@ impl<T: RealField + Copy, C: Cell<T>> Model<T, C> {
     }
 
     /// The loss (forward only).
-    pub fn loss(&self, xs: &[DMatrix<T>], s0: &DMatrix<T>, objective: &Objective<T>) -> Result<T, BpttError> {
+    pub fn loss(
+        &self,
+        xs: &[DMatrix<T>],
+        s0: &DMatrix<T>,
+        objective: &Objective<T>,
+    ) -> Result<T, BpttError> {
         let traj = sequence::forward(&self.cell, xs, s0)?;
         Ok(self.readout_loss(&traj, objective, None)?.0)
     }
@@ -120,6 +136,25 @@ impl<T: RealField + Copy, C: Cell<T>> Model<T, C> {
         let traj = sequence::forward_detached(&self.cell, xs, s0, truncation, fixed_states)?;
         let loss = self.readout_loss(&traj, objective, None)?.0;
         Ok((loss, traj))
+    }
+
+    /// `Λ`, the magnitude with which rounding errors in the computed loss scale (the loss for
+    /// MSE; for cross-entropy the sum of the absolute values of the terms whose difference is
+    /// the loss, which can be huge while the loss is tiny). Used by the gradient checker to
+    /// size its absolute floor.
+    pub fn loss_magnitude(
+        &self,
+        xs: &[DMatrix<T>],
+        s0: &DMatrix<T>,
+        objective: &Objective<T>,
+    ) -> Result<T, BpttError> {
+        let traj = sequence::forward(&self.cell, xs, s0)?;
+        let hidden = self.cell.hidden_size();
+        let mut total = T::zero();
+        for (t, i) in objective.read_steps(traj.len())? {
+            total += objective.magnitude(i, &self.readout.forward(&traj.output(t + 1, hidden)))?;
+        }
+        Ok(total)
     }
 
     /// The loss and all its gradients by (possibly truncated) BPTT.

@@ -57,17 +57,26 @@ impl<T: Scalar> Params<T> {
 
     /// The matrix named `name`, if any.
     pub fn get(&self, name: &str) -> Option<&DMatrix<T>> {
-        self.names.iter().position(|n| n == name).map(|i| &self.tensors[i])
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| &self.tensors[i])
     }
 
     /// Mutable access by name.
     pub fn get_mut(&mut self, name: &str) -> Option<&mut DMatrix<T>> {
-        self.names.iter().position(|n| n == name).map(|i| &mut self.tensors[i])
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| &mut self.tensors[i])
     }
 
     /// `(name, matrix)` pairs in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &DMatrix<T>)> {
-        self.names.iter().map(String::as_str).zip(self.tensors.iter())
+        self.names
+            .iter()
+            .map(String::as_str)
+            .zip(self.tensors.iter())
     }
 
     /// Mutable matrices in order (names are fixed).
@@ -89,7 +98,11 @@ impl<T: RealField + Copy> Params<T> {
     pub fn zeros_like(&self) -> Self {
         Params {
             names: self.names.clone(),
-            tensors: self.tensors.iter().map(|m| DMatrix::zeros(m.nrows(), m.ncols())).collect(),
+            tensors: self
+                .tensors
+                .iter()
+                .map(|m| DMatrix::zeros(m.nrows(), m.ncols()))
+                .collect(),
         }
     }
 
@@ -110,7 +123,10 @@ impl<T: RealField + Copy> Params<T> {
 
     /// `self += alpha · other` (shapes must match; panics otherwise, as nalgebra does).
     pub fn axpy(&mut self, alpha: T, other: &Params<T>) {
-        assert_eq!(self.names, other.names, "Params::axpy on differently named sets");
+        assert_eq!(
+            self.names, other.names,
+            "Params::axpy on differently named sets"
+        );
         for (a, b) in self.tensors.iter_mut().zip(&other.tensors) {
             a.zip_apply(b, |x, y| *x += alpha * y);
         }

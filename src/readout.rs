@@ -23,7 +23,10 @@ impl<T: RealField + Copy> Readout<T> {
     /// A readout from H hidden units to O outputs with every parameter in U(−bound, bound).
     pub fn uniform(hidden_size: usize, output_size: usize, bound: f64, rng: &mut Rng) -> Self {
         let mut params = Params::new();
-        params.push("weight", uniform_matrix(rng, output_size, hidden_size, bound));
+        params.push(
+            "weight",
+            uniform_matrix(rng, output_size, hidden_size, bound),
+        );
         params.push("bias", uniform_matrix(rng, output_size, 1, bound));
         Readout { params }
     }
@@ -69,7 +72,10 @@ impl<T: RealField + Copy> Readout<T> {
 
 /// Mean squared error, PyTorch's `MSELoss(reduction="mean")`:
 /// `L = (1/(O·B)) Σ (y − t)²`, `∂L/∂y = 2 (y − t) / (O·B)`. Returns `(L, ∂L/∂y)`.
-pub fn mse<T: RealField + Copy>(y: &DMatrix<T>, target: &DMatrix<T>) -> Result<(T, DMatrix<T>), BpttError> {
+pub fn mse<T: RealField + Copy>(
+    y: &DMatrix<T>,
+    target: &DMatrix<T>,
+) -> Result<(T, DMatrix<T>), BpttError> {
     check_shape(|| "regression target".into(), target, y.nrows(), y.ncols())?;
     let n: T = nalgebra::convert(y.len() as f64);
     let diff = y - target;
@@ -103,7 +109,10 @@ pub fn softmax_cross_entropy<T: RealField + Copy>(
     let mut dy = DMatrix::zeros(y.nrows(), y.ncols());
     for (b, &c) in classes.iter().enumerate() {
         let col = y.column(b);
-        let m = col.iter().copied().fold(col[0], |m, v| if v > m { v } else { m });
+        let m = col
+            .iter()
+            .copied()
+            .fold(col[0], |m, v| if v > m { v } else { m });
         let sum_exp = col.iter().fold(T::zero(), |s, &v| s + (v - m).exp());
         let lse = m + sum_exp.ln();
         loss += (lse - col[c]) * inv_b;
@@ -114,6 +123,28 @@ pub fn softmax_cross_entropy<T: RealField + Copy>(
         dy[(c, b)] -= inv_b;
     }
     Ok((loss, dy))
+}
+
+/// The magnitude `Λ` with which rounding errors in [`softmax_cross_entropy`] scale:
+/// `(1/B) Σ_b (|logsumexp(y_b)| + |y_b[c_b]|)`. The loss is the *difference* of those two
+/// terms, so with large logits it can be tiny while its rounding error is `≈ ε·Λ` — the
+/// gradient checker sizes its absolute floor by this, not by `|L|`.
+pub fn softmax_cross_entropy_magnitude<T: RealField + Copy>(
+    y: &DMatrix<T>,
+    classes: &[usize],
+) -> T {
+    let inv_b: T = nalgebra::convert(1.0 / y.ncols().max(1) as f64);
+    let mut total = T::zero();
+    for (b, &c) in classes.iter().enumerate().take(y.ncols()) {
+        let col = y.column(b);
+        let m = col
+            .iter()
+            .copied()
+            .fold(col[0], |m, v| if v > m { v } else { m });
+        let lse = m + col.iter().fold(T::zero(), |s, &v| s + (v - m).exp()).ln();
+        total += (lse.abs() + col[c.min(y.nrows() - 1)].abs()) * inv_b;
+    }
+    total
 }
 
 #[cfg(test)]

@@ -162,7 +162,9 @@ pub fn forward_detached<T: RealField + Copy, C: Cell<T>>(
     for (t, x) in xs.iter().enumerate() {
         let s_prev = if truncation.cuts_at(t) {
             fixed_states.get(t).ok_or_else(|| {
-                BpttError::Invalid(format!("forward_detached: no fixed state for cut at step {t}"))
+                BpttError::Invalid(format!(
+                    "forward_detached: no fixed state for cut at step {t}"
+                ))
             })?
         } else {
             &states[t]
@@ -245,7 +247,10 @@ mod tests {
         let cell: VanillaRnn<f64> = VanillaRnn::zeros(3, 4, Activation::Tanh);
         let xs = vec![DMatrix::zeros(3, 2), DMatrix::zeros(2, 2)];
         let err = forward(&cell, &xs, &DMatrix::zeros(4, 2)).unwrap_err();
-        assert_eq!(err.to_string(), "shape mismatch for x[1]: expected 3x2, got 2x2");
+        assert_eq!(
+            err.to_string(),
+            "shape mismatch for x[1]: expected 3x2, got 2x2"
+        );
         let err = forward(&cell, &xs[..1], &DMatrix::zeros(5, 2)).unwrap_err();
         assert!(err.to_string().contains("s0"));
         let traj = forward(&cell, &xs[..1], &DMatrix::zeros(4, 2)).unwrap();

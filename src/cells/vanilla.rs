@@ -77,7 +77,12 @@ impl<T: RealField + Copy> VanillaRnn<T> {
     }
 
     /// PyTorch's default initialisation: every parameter from U(−1/√H, 1/√H).
-    pub fn pytorch_init(input_size: usize, hidden_size: usize, activation: Activation, rng: &mut Rng) -> Self {
+    pub fn pytorch_init(
+        input_size: usize,
+        hidden_size: usize,
+        activation: Activation,
+        rng: &mut Rng,
+    ) -> Self {
         let bound = 1.0 / (hidden_size.max(1) as f64).sqrt();
         Self::uniform(input_size, hidden_size, activation, bound, rng)
     }
@@ -191,8 +196,13 @@ mod tests {
 
     #[test]
     fn names_and_shapes_follow_pytorch() {
-        let cell: VanillaRnn<f64> = VanillaRnn::pytorch_init(3, 4, Activation::Tanh, &mut stream(1, &[]));
-        let names: Vec<_> = cell.params().iter().map(|(n, m)| (n.to_string(), m.shape())).collect();
+        let cell: VanillaRnn<f64> =
+            VanillaRnn::pytorch_init(3, 4, Activation::Tanh, &mut stream(1, &[]));
+        let names: Vec<_> = cell
+            .params()
+            .iter()
+            .map(|(n, m)| (n.to_string(), m.shape()))
+            .collect();
         assert_eq!(
             names,
             vec![
@@ -203,7 +213,11 @@ mod tests {
             ]
         );
         assert_eq!(cell.parameter_count(), 4 * 3 + 4 * 4 + 4 + 4);
-        assert!(cell.params().iter().all(|(_, m)| m.iter().all(|x| x.abs() <= 0.5)));
+        assert!(
+            cell.params()
+                .iter()
+                .all(|(_, m)| m.iter().all(|x| x.abs() <= 0.5))
+        );
     }
 
     #[test]
@@ -214,10 +228,18 @@ mod tests {
         let h = uniform_matrix::<f64>(&mut rng, 4, 2, 1.0);
         let (out, _) = cell.step_forward(&x, &h);
         for b in 0..2 {
-            let a = cell.weight_ih() * x.column(b) + cell.bias_ih() + cell.weight_hh() * h.column(b) + cell.bias_hh();
+            let a = cell.weight_ih() * x.column(b)
+                + cell.bias_ih()
+                + cell.weight_hh() * h.column(b)
+                + cell.bias_hh();
             for i in 0..4 {
                 let expected = 1.0 / (1.0 + (-a[i]).exp());
-                approx::assert_relative_eq!(out[(i, b)], expected, epsilon = 1e-15, max_relative = 1e-14);
+                approx::assert_relative_eq!(
+                    out[(i, b)],
+                    expected,
+                    epsilon = 1e-15,
+                    max_relative = 1e-14
+                );
             }
         }
     }

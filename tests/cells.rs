@@ -1,0 +1,15 @@
+//! Every cell, registered with the generic gradient-property harness (`tests/harness/`).
+
+mod harness;
+
+use bptt::rng::Rng;
+use bptt::{Activation, VanillaRnn};
+
+fn rnn(act: Activation) -> impl Fn(usize, usize, f64, &mut Rng) -> VanillaRnn<f64> + Copy {
+    move |input, hidden, scale, rng| VanillaRnn::uniform(input, hidden, act, scale, rng)
+}
+
+register_cell!(rnn_tanh, rnn(Activation::Tanh));
+register_cell!(rnn_sigmoid, rnn(Activation::Sigmoid));
+register_cell!(rnn_relu, rnn(Activation::Relu));
+register_cell!(rnn_linear, rnn(Activation::Identity));
