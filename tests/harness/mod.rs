@@ -15,10 +15,14 @@ use nalgebra::DMatrix;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 
-/// proptest settings shared by the harness: 256 cases; a fixed seed unless `PROPTEST_RNG_SEED`
-/// is set, so `cargo test` is reproducible and a failure is a real, repeatable failure.
+/// proptest settings shared by the harness: 1024 cases unless `PROPTEST_CASES` is set; a fixed
+/// seed unless `PROPTEST_RNG_SEED` is set, so `cargo test` is reproducible and a failure is a
+/// real, repeatable failure (set `PROPTEST_RNG_SEED` to explore other cases).
 pub fn config() -> Config {
     let mut c = Config::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        c.cases = 1024;
+    }
     if c.rng_seed == RngSeed::Random {
         c.rng_seed = RngSeed::Fixed(0xB977_2026);
     }

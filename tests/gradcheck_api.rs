@@ -1,0 +1,195 @@
+//! The gradient checker itself: it must reject wrong gradients, detect kinks, and report
+//! entries by name.
+
+mod harness;
+
+use bptt::gradcheck::{self, Problem, Verdict};
+use bptt::rng::{Rng, stream};
+use bptt::{Activation, Cell, LossAt, Params, Truncation, VanillaRnn};
+use nalgebra::DMatrix;
+
+/// A vanilla cell whose backward pass is wrong in a chosen way: the checker must notice.
+#[derive(Clone)]
+struct Broken {
+    inner: VanillaRnn<f64>,
+    bug: Bug,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Bug {
+    /// backward forgets σ' (uses dh as da)
+    DropSigmaPrime,
+    /// dW_hh accumulated with the wrong sign
+    WrongSign,
+    /// bias_hh gets no gradient
+    DropBiasGradient,
+    /// dh_prev = W_hh da instead of W_hhᵀ da
+    MissingTranspose,
+}
+
+impl Cell<f64> for Broken {
+    type Cache = <VanillaRnn<f64> as Cell<f64>>::Cache;
+    fn name(&self) -> String {
+        format!("broken-{:?}", self.bug)
+    }
+    fn input_size(&self) -> usize {
+        self.inner.input_size()
+    }
+    fn hidden_size(&self) -> usize {
+        self.inner.hidden_size()
+    }
+    fn params(&self) -> &Params<f64> {
+        self.inner.params()
+    }
+    fn params_mut(&mut self) -> &mut Params<f64> {
+        self.inner.params_mut()
+    }
+    fn step_forward(&self, x: &DMatrix<f64>, s: &DMatrix<f64>) -> (DMatrix<f64>, Self::Cache) {
+        self.inner.step_forward(x, s)
+    }
+    fn step_backward(
+        &self,
+        dh: &DMatrix<f64>,
+        c: &Self::Cache,
+        g: &mut Params<f64>,
+    ) -> (DMatrix<f64>, DMatrix<f64>) {
+        let (dx, dh_prev) = self.inner.step_backward(dh, c, g);
+        match self.bug {
+            Bug::DropSigmaPrime => {
+                // redo the step as if σ' were 1
+                *g = g.zeros_like();
+                let da = dh.clone();
+                g[0] += &da * c.x.transpose();
+                g[1] += &da * c.h_prev.transpose();
+                g[2] += da.column_sum();
+                g[3] += da.column_sum();
+                (
+                    self.inner.weight_ih().transpose() * &da,
+                    self.inner.weight_hh().transpose() * &da,
+                )
+            }
+            Bug::WrongSign => {
+                let da = dh.component_mul(&c.h.map(|h| 1.0 - h * h));
+                g[1] -= 2.0 * &da * c.h_prev.transpose();
+                (dx, dh_prev)
+            }
+            Bug::DropBiasGradient => {
+                let da = dh.component_mul(&c.h.map(|h| 1.0 - h * h));
+                g[3] -= da.column_sum();
+                (dx, dh_prev)
+            }
+            Bug::MissingTranspose => {
+                let da = dh.component_mul(&c.h.map(|h| 1.0 - h * h));
+                (dx, self.inner.weight_hh() * da)
+            }
+        }
+    }
+}
+
+fn case(seed: u64) -> harness::Case {
+    harness::Case {
+        input: 3,
+        hidden: 4,
+        steps: 6,
+        batch: 2,
+        outputs: 2,
+        scale: 0.8,
+        seed,
+        at: LossAt::EveryStep,
+        classify: false,
+        truncation: Truncation::Full,
+    }
+}
+
+#[test]
+fn checker_rejects_each_kind_of_wrong_backward_pass() {
+    for bug in [
+        Bug::DropSigmaPrime,
+        Bug::WrongSign,
+        Bug::DropBiasGradient,
+        Bug::MissingTranspose,
+    ] {
+        let p: Problem<Broken> = harness::problem(&case(5), move |d, h, s, rng: &mut Rng| Broken {
+            inner: VanillaRnn::uniform(d, h, Activation::Tanh, s, rng),
+            bug,
+        });
+        let report = gradcheck::check(&p, gradcheck::Config::default()).unwrap();
+        assert!(!report.passed(), "{bug:?} went unnoticed:\n{report}");
+        assert!(
+            report.max_error() > 1e-3,
+            "{bug:?}: max error only {}",
+            report.max_error()
+        );
+    }
+}
+
+#[test]
+fn checker_passes_the_correct_cell_and_names_every_entry() {
+    let p = harness::problem(&case(5), |d, h, s, rng: &mut Rng| {
+        VanillaRnn::uniform(d, h, Activation::Tanh, s, rng)
+    });
+    let report = gradcheck::check(&p, gradcheck::Config::default()).unwrap();
+    assert!(report.passed(), "{report}");
+    assert!(report.max_error() < 1e-7, "{report}");
+    // 4·3 + 4·4 + 4 + 4 cell, 2·4 + 2 readout, 6·3·2 inputs, 4·2 initial state
+    assert_eq!(report.entries.len(), 36 + 10 + 36 + 8);
+    let names: std::collections::BTreeSet<_> =
+        report.entries.iter().map(|e| e.tensor.as_str()).collect();
+    let expected = [
+        "weight_ih",
+        "weight_hh",
+        "bias_ih",
+        "bias_hh",
+        "readout.weight",
+        "readout.bias",
+        "x",
+        "h0",
+    ];
+    assert_eq!(names, expected.into_iter().collect());
+    assert!(
+        report
+            .entries
+            .iter()
+            .filter(|e| e.tensor == "x")
+            .all(|e| e.step.is_some())
+    );
+    assert_eq!(
+        report
+            .entries
+            .iter()
+            .filter(|e| e.tensor == "x" && e.step == Some(5))
+            .count(),
+        6
+    );
+}
+
+#[test]
+fn relu_kinks_inside_the_stencil_are_excluded_and_counted() {
+    // One ReLU unit, one step: a = w·x + b_ih + b_hh with x = 1, and b_ih placed 1e-7 from the
+    // kink (a = 0) — inside the ±h stencil of b_ih, b_hh, w_ih and x, none of which can be judged.
+    let mut cell = VanillaRnn::<f64>::zeros(1, 1, Activation::Relu);
+    cell.params_mut()[0][(0, 0)] = 0.5; // w_ih
+    cell.params_mut()[2][(0, 0)] = -0.5 + 1e-7; // b_ih
+    let mut rng = stream(1, &[]);
+    let readout = bptt::Readout::uniform(1, 1, 1.0, &mut rng);
+    let p = Problem {
+        model: bptt::Model::new(cell, readout).unwrap(),
+        xs: vec![DMatrix::from_element(1, 1, 1.0)],
+        s0: DMatrix::zeros(1, 1),
+        objective: bptt::Objective {
+            targets: bptt::Targets::Mse(vec![DMatrix::from_element(1, 1, 2.0)]),
+            at: LossAt::Last,
+        },
+        truncation: Truncation::Full,
+    };
+    let report = gradcheck::check(&p, gradcheck::Config::default()).unwrap();
+    let kinked: Vec<_> = report
+        .entries
+        .iter()
+        .filter(|e| e.verdict == Verdict::Kink)
+        .map(|e| e.tensor.as_str())
+        .collect();
+    assert_eq!(kinked, ["weight_ih", "bias_ih", "bias_hh", "x"], "{report}");
+    assert_eq!(report.kinks(), 4);
+    assert!(report.passed(), "{report}");
+}
