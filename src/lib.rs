@@ -50,6 +50,8 @@ pub mod sequence;
 
 pub use activation::Activation;
 pub use cell::Cell;
+pub use cells::gru::{Gru, GruGate, GruVariant};
+pub use cells::lstm::{Lstm, LstmGate};
 pub use cells::vanilla::VanillaRnn;
 pub use error::BpttError;
 pub use model::{LossAt, Model, ModelGrads, Objective, Targets};
