@@ -42,6 +42,7 @@ pub mod cell;
 pub mod cells;
 pub mod error;
 pub mod gradcheck;
+pub mod import;
 pub mod model;
 pub mod params;
 pub mod readout;

@@ -118,6 +118,22 @@ impl<T: RealField + Copy> Gru<T> {
         Gru { variant, params }
     }
 
+    /// Load layer `layer` (direction `reverse`) of a PyTorch `nn.GRU` state_dict saved as
+    /// safetensors: `weight_ih_l{layer}[_reverse]`, etc. Sizes are read from the tensors; a
+    /// missing or mis-shaped tensor is an error naming it.
+    pub fn from_state_dict(
+        sd: &crate::import::StateDict,
+        layer: usize,
+        reverse: bool,
+        variant: GruVariant,
+    ) -> Result<Self, crate::BpttError> {
+        let sfx = crate::import::suffix(layer, reverse);
+        let (input, hidden) = sd.layer_sizes(&sfx, 3, "GRU")?;
+        let mut cell = Self::zeros(input, hidden, variant);
+        sd.load_params(&mut cell, &sfx)?;
+        Ok(cell)
+    }
+
     /// Every parameter drawn from U(−bound, bound).
     pub fn uniform(
         input_size: usize,

@@ -95,6 +95,21 @@ impl<T: RealField + Copy> Lstm<T> {
         Lstm { params }
     }
 
+    /// Load layer `layer` (direction `reverse`) of a PyTorch `nn.LSTM` state_dict saved as
+    /// safetensors: `weight_ih_l{layer}[_reverse]`, etc. Sizes are read from the tensors; a
+    /// missing or mis-shaped tensor is an error naming it.
+    pub fn from_state_dict(
+        sd: &crate::import::StateDict,
+        layer: usize,
+        reverse: bool,
+    ) -> Result<Self, crate::BpttError> {
+        let sfx = crate::import::suffix(layer, reverse);
+        let (input, hidden) = sd.layer_sizes(&sfx, 4, "LSTM")?;
+        let mut cell = Self::zeros(input, hidden);
+        sd.load_params(&mut cell, &sfx)?;
+        Ok(cell)
+    }
+
     /// Every parameter drawn from U(−bound, bound).
     pub fn uniform(input_size: usize, hidden_size: usize, bound: f64, rng: &mut Rng) -> Self {
         let mut cell = Self::zeros(input_size, hidden_size);

@@ -61,6 +61,22 @@ impl<T: RealField + Copy> VanillaRnn<T> {
         VanillaRnn { activation, params }
     }
 
+    /// Load layer `layer` (direction `reverse`) of a PyTorch `nn.RNN` state_dict saved as
+    /// safetensors: `weight_ih_l{layer}[_reverse]`, etc. Sizes are read from the tensors; a
+    /// missing or mis-shaped tensor is an error naming it.
+    pub fn from_state_dict(
+        sd: &crate::import::StateDict,
+        layer: usize,
+        reverse: bool,
+        activation: Activation,
+    ) -> Result<Self, crate::BpttError> {
+        let sfx = crate::import::suffix(layer, reverse);
+        let (input, hidden) = sd.layer_sizes(&sfx, 1, "RNN")?;
+        let mut cell = Self::zeros(input, hidden, activation);
+        sd.load_params(&mut cell, &sfx)?;
+        Ok(cell)
+    }
+
     /// Every parameter drawn from U(−bound, bound).
     pub fn uniform(
         input_size: usize,
