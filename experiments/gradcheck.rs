@@ -1,14 +1,17 @@
 //! `gradcheck`: the human face of the gradient proof.
 //!
-//! Runs the finite-difference gradient checker (`bptt::gradcheck`) on every cell and
-//! activation at a few sizes and both loss placements, and prints one row per problem. Exits
+//! Runs the finite-difference gradient checker (`bptt::gradcheck`) on every cell (vanilla RNN
+//! with each activation, LSTM, GRU in both formulations) at a few sizes and both loss placements, and prints one row per problem. Exits
 //! with status 1 if any entry fails, 2 on bad arguments.
 
 use std::process::ExitCode;
 
 use bptt::gradcheck::{self, Problem, Verdict};
 use bptt::rng::{stream, uniform_matrix};
-use bptt::{Activation, Cell, LossAt, Model, Objective, Readout, Targets, Truncation, VanillaRnn};
+use bptt::{
+    Activation, Cell, Gru, GruVariant, LossAt, Lstm, Model, Objective, Readout, Targets,
+    Truncation, VanillaRnn,
+};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -112,6 +115,69 @@ fn problem<C: Cell<f64>>(
     }
 }
 
+/// Every cell the binary checks.
+#[derive(Clone, Copy)]
+enum Kind {
+    Rnn(Activation),
+    Lstm,
+    Gru(GruVariant),
+}
+
+const KINDS: [Kind; 7] = [
+    Kind::Rnn(Activation::Tanh),
+    Kind::Rnn(Activation::Sigmoid),
+    Kind::Rnn(Activation::Relu),
+    Kind::Rnn(Activation::Identity),
+    Kind::Lstm,
+    Kind::Gru(GruVariant::ResetAfter),
+    Kind::Gru(GruVariant::ResetBefore),
+];
+
+/// One row of the table: the problem besides its cell.
+struct Row {
+    size: Size,
+    at: LossAt,
+    classify: bool,
+    item: u64,
+}
+
+/// Check one problem and print its row; `Err` carries a message for exit status 2.
+fn check_row<C: Cell<f64>>(cell: C, row: &Row, args: &Args) -> Result<bool, String> {
+    let &Row {
+        size,
+        at,
+        classify,
+        item,
+    } = row;
+    let name = cell.name();
+    let config = gradcheck::Config {
+        tolerance: args.tolerance,
+        ..gradcheck::Config::default()
+    };
+    let p = problem(cell, size, at, classify, args.seed, item);
+    let report = gradcheck::check(&p, config).map_err(|e| format!("{name}: {e}"))?;
+    let ok = report.passed();
+    println!(
+        "{:<17} {:>14} {:<6} {:<5} {:>8} {:>10.2e} {:>10} {:>6} {:<7}",
+        name,
+        format!(
+            "{},{},{},{}",
+            size.hidden, size.input, size.steps, size.batch
+        ),
+        if classify { "xent" } else { "mse" },
+        if at == LossAt::Last { "last" } else { "every" },
+        report.judged().count(),
+        report.max_error(),
+        report.count(Verdict::Unresolved),
+        report.kinks(),
+        if ok { "PASS" } else { "FAIL" }
+    );
+    if !ok || args.verbose {
+        print!("{report}");
+    }
+    Ok(ok)
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if !(args.tolerance > 0.0 && args.tolerance.is_finite()) {
@@ -121,50 +187,37 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let config = gradcheck::Config {
-        tolerance: args.tolerance,
-        ..gradcheck::Config::default()
-    };
     println!(
-        "{:<12} {:>14} {:<6} {:<5} {:>8} {:>10} {:>10} {:>6} {:<7}",
+        "{:<17} {:>14} {:<6} {:<5} {:>8} {:>10} {:>10} {:>6} {:<7}",
         "cell", "H,D,T,B", "loss", "at", "entries", "max error", "unresolved", "kinks", "verdict"
     );
     let mut failures = 0;
     let mut item = 0u64;
-    for act in Activation::ALL {
+    for kind in KINDS {
         for size in SIZES {
             for (at, classify) in [(LossAt::Last, true), (LossAt::EveryStep, false)] {
                 item += 1;
                 let mut rng = stream(args.seed, &[item, 0]);
-                let cell = VanillaRnn::<f64>::pytorch_init(size.input, size.hidden, act, &mut rng);
-                let name = cell.name();
-                let p = problem(cell, size, at, classify, args.seed, item);
-                let report = match gradcheck::check(&p, config) {
-                    Ok(r) => r,
+                let (d, h) = (size.input, size.hidden);
+                let spec = Row {
+                    size,
+                    at,
+                    classify,
+                    item,
+                };
+                let row = match kind {
+                    Kind::Rnn(act) => {
+                        check_row(VanillaRnn::pytorch_init(d, h, act, &mut rng), &spec, &args)
+                    }
+                    Kind::Lstm => check_row(Lstm::pytorch_init(d, h, &mut rng), &spec, &args),
+                    Kind::Gru(v) => check_row(Gru::pytorch_init(d, h, v, &mut rng), &spec, &args),
+                };
+                match row {
+                    Ok(ok) => failures += usize::from(!ok),
                     Err(e) => {
-                        eprintln!("error: {name}: {e}");
+                        eprintln!("error: {e}");
                         return ExitCode::from(2);
                     }
-                };
-                let ok = report.passed();
-                failures += usize::from(!ok);
-                println!(
-                    "{:<12} {:>14} {:<6} {:<5} {:>8} {:>10.2e} {:>10} {:>6} {:<7}",
-                    name,
-                    format!(
-                        "{},{},{},{}",
-                        size.hidden, size.input, size.steps, size.batch
-                    ),
-                    if classify { "xent" } else { "mse" },
-                    if at == LossAt::Last { "last" } else { "every" },
-                    report.judged().count(),
-                    report.max_error(),
-                    report.count(Verdict::Unresolved),
-                    report.kinks(),
-                    if ok { "PASS" } else { "FAIL" }
-                );
-                if !ok || args.verbose {
-                    print!("{report}");
                 }
             }
         }

@@ -1,0 +1,81 @@
+//! Gated cells: parameter counts, import errors, and the LSTM's cell-state gradient.
+
+use std::path::Path;
+
+use bptt::import::StateDict;
+use bptt::rng::{stream, uniform_matrix};
+use bptt::sequence::{self, Truncation, Upstream};
+use bptt::{Activation, Cell, Gru, GruVariant, Lstm, VanillaRnn};
+
+fn fixture(name: &str) -> StateDict {
+    StateDict::load(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/pytorch")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+fn gru_has_fewer_parameters_than_lstm() {
+    for (d, h) in [(1, 1), (3, 4), (10, 32), (128, 256)] {
+        let rnn = VanillaRnn::<f64>::zeros(d, h, Activation::Tanh).parameter_count();
+        let gru = Gru::<f64>::zeros(d, h, GruVariant::ResetAfter).parameter_count();
+        let lstm = Lstm::<f64>::zeros(d, h).parameter_count();
+        // PyTorch: G·H·(D + H + 2) with G = 1, 3, 4 gate blocks
+        assert_eq!(
+            (rnn, gru, lstm),
+            (h * (d + h + 2), 3 * h * (d + h + 2), 4 * h * (d + h + 2))
+        );
+        assert!(rnn < gru && gru < lstm);
+    }
+}
+
+#[test]
+fn importing_the_wrong_cell_kind_or_layer_is_a_clear_error() {
+    let lstm = fixture("lstm_l1.safetensors");
+    let e = Gru::<f64>::from_state_dict(&lstm, 0, false, GruVariant::ResetAfter)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("do not describe a GRU"), "{e}");
+    let e = Lstm::<f64>::from_state_dict(&lstm, 1, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing tensor 'weight_hh_l1'"), "{e}");
+    let e = Lstm::<f64>::from_state_dict(&lstm, 0, true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing tensor 'weight_hh_l0_reverse'"), "{e}");
+    let cell = Lstm::<f64>::from_state_dict(&lstm, 0, false).unwrap();
+    assert_eq!((cell.input_size(), cell.hidden_size()), (3, 4));
+}
+
+#[test]
+fn lstm_reports_the_cell_state_gradient_at_every_step() {
+    // with upstream only on c_T, ∂L/∂c_{T−1} = f_T ⊙ ∂L/∂c_T exactly (no path through h_T)
+    let mut rng = stream(8, &[]);
+    let cell = Lstm::<f64>::uniform(2, 3, 0.7, &mut rng);
+    let xs: Vec<_> = (0..4)
+        .map(|_| uniform_matrix(&mut rng, 2, 2, 1.0))
+        .collect();
+    let s0 = uniform_matrix(&mut rng, 6, 2, 1.0);
+    let traj = sequence::forward(&cell, &xs, &s0).unwrap();
+    let mut d_final = nalgebra::DMatrix::zeros(6, 2);
+    d_final
+        .rows_mut(3, 3)
+        .copy_from(&uniform_matrix::<f64>(&mut rng, 3, 2, 1.0));
+    let up = Upstream {
+        d_outputs: vec![None; 4],
+        d_final: Some(d_final.clone()),
+    };
+    let g = sequence::backward(&cell, &traj, &up, Truncation::Full).unwrap();
+    assert_eq!(g.d_states.len(), 5);
+    let f_t = &traj.caches[3].f;
+    let expected = d_final.rows(3, 3).component_mul(f_t);
+    approx::assert_relative_eq!(
+        g.d_states[3].rows(3, 3).into_owned(),
+        expected,
+        epsilon = 1e-15,
+        max_relative = 1e-14
+    );
+}
