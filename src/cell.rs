@@ -6,7 +6,7 @@
 //!   H = [`Cell::hidden_size`] rows of the state. For the vanilla cell and the GRU `s_t = h_t`;
 //!   for the LSTM `s_t = [h_t; c_t]`.
 
-use nalgebra::{DMatrix, RealField};
+use nalgebra::{DMatrix, DMatrixView, RealField};
 
 use crate::Params;
 
@@ -63,4 +63,18 @@ pub trait Cell<T: RealField + Copy>: Clone + Send + Sync {
     /// (ReLU pre-activations). The gradient checker compares these patterns between perturbed
     /// forward passes to detect kinks. Smooth cells append nothing (the default).
     fn kink_pattern(&self, _cache: &Self::Cache, _out: &mut Vec<bool>) {}
+}
+
+/// `W x + b 1ᵀ` (`b` a column, broadcast over the batch), computed as PyTorch's `addmm`: the
+/// bias first, then one GEMM accumulated onto it. Cells add the input-side and recurrent-side
+/// results (`igates + hgates`) in PyTorch's grouping, so float64 results agree with PyTorch to
+/// the last few bits.
+pub fn affine<T: RealField + Copy>(
+    w: DMatrixView<'_, T>,
+    x: &DMatrix<T>,
+    b: DMatrixView<'_, T>,
+) -> DMatrix<T> {
+    let mut out = DMatrix::from_fn(w.nrows(), x.ncols(), |i, _| b[(i, 0)]);
+    out.gemm(T::one(), &w, x, T::one());
+    out
 }

@@ -26,6 +26,7 @@ use std::ops::Range;
 use nalgebra::{DMatrix, RealField};
 
 use crate::activation::sigmoid;
+use crate::cell::affine;
 use crate::rng::{Rng, uniform_matrix};
 use crate::{BpttError, Cell, Params};
 
@@ -211,58 +212,35 @@ impl<T: RealField + Copy> Cell<T> for Gru<T> {
     }
 
     fn step_forward(&self, x: &DMatrix<T>, h_prev: &DMatrix<T>) -> (DMatrix<T>, GruCache<T>) {
-        let (one, zero) = (T::one(), T::zero());
         let hidden = self.hidden_size();
-        let batch = x.ncols();
         let (rr, zr, nr) = (
             GruGate::Reset.rows(hidden),
             GruGate::Update.rows(hidden),
             GruGate::New.rows(hidden),
         );
+        let (w_hh, b_hh) = (self.weight_hh(), self.bias_hh());
         // input side for all three gates: gi = W_ih x + b_ih 1ᵀ (3H × B)
-        let mut gi = DMatrix::zeros(3 * hidden, batch);
-        gi.gemm(one, self.weight_ih(), x, zero);
-        let b_ih = self.bias_ih().column(0);
-        for mut col in gi.column_iter_mut() {
-            col += b_ih;
-        }
+        let gi = affine(self.weight_ih().as_view(), x, self.bias_ih().as_view());
         // recurrent side of r and z: gh = W_h{r,z} h + b_h{r,z} (2H × B)
-        let w_hh = self.weight_hh();
-        let b_hh = self.bias_hh();
-        let mut gh = DMatrix::zeros(2 * hidden, batch);
-        gh.gemm(one, &w_hh.rows(0, 2 * hidden), h_prev, zero);
-        let b_rz = b_hh.rows(0, 2 * hidden);
-        for mut col in gh.column_iter_mut() {
-            col += b_rz.column(0);
-        }
+        let gh = affine(w_hh.rows(0, 2 * hidden), h_prev, b_hh.rows(0, 2 * hidden));
         let r = (gi.rows(rr.start, hidden) + gh.rows(rr.start, hidden)).map(sigmoid);
         let z = (gi.rows(zr.start, hidden) + gh.rows(zr.start, hidden)).map(sigmoid);
-        let w_hn = w_hh.rows(nr.start, hidden);
-        let b_hn = b_hh.rows(nr.start, hidden);
-        let mut hn = DMatrix::zeros(hidden, batch);
-        let n_pre = match self.variant {
+        let (w_hn, b_hn) = (w_hh.rows(nr.start, hidden), b_hh.rows(nr.start, hidden));
+        let (n_pre, hn) = match self.variant {
             GruVariant::ResetAfter => {
                 // hn = W_hn h + b_hn ;  n = tanh(gi_n + r ⊙ hn)
-                hn.gemm(one, &w_hn, h_prev, zero);
-                for mut col in hn.column_iter_mut() {
-                    col += b_hn.column(0);
-                }
-                gi.rows(nr.start, hidden) + r.component_mul(&hn)
+                let hn = affine(w_hn, h_prev, b_hn);
+                (gi.rows(nr.start, hidden) + r.component_mul(&hn), hn)
             }
             GruVariant::ResetBefore => {
                 // hn = r ⊙ h ;  n = tanh(gi_n + W_hn hn + b_hn)
-                hn = r.component_mul(h_prev);
-                let mut pre = gi.rows(nr.start, hidden).into_owned();
-                pre.gemm(one, &w_hn, &hn, one);
-                for mut col in pre.column_iter_mut() {
-                    col += b_hn.column(0);
-                }
-                pre
+                let hn = r.component_mul(h_prev);
+                (gi.rows(nr.start, hidden) + affine(w_hn, &hn, b_hn), hn)
             }
         };
         let n = n_pre.map(|v| v.tanh());
-        // h = (1 − z) ⊙ n + z ⊙ h_prev
-        let h = n.zip_zip_map(&z, h_prev, |n, z, h| (one - z) * n + z * h);
+        // h = (1 − z) ⊙ n + z ⊙ h_prev, evaluated as PyTorch does: n + z ⊙ (h_prev − n)
+        let h = n.zip_zip_map(&z, h_prev, |n, z, h| n + z * (h - n));
         let cache = GruCache {
             x: x.clone(),
             h_prev: h_prev.clone(),
@@ -271,7 +249,7 @@ impl<T: RealField + Copy> Cell<T> for Gru<T> {
             n,
             hn,
         };
-        (h.clone(), cache)
+        (h, cache)
     }
 
     fn step_backward(

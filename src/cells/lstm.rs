@@ -27,6 +27,7 @@ use std::ops::Range;
 use nalgebra::{DMatrix, RealField};
 
 use crate::activation::sigmoid;
+use crate::cell::affine;
 use crate::rng::{Rng, uniform_matrix};
 use crate::{Cell, Params};
 
@@ -224,19 +225,16 @@ impl<T: RealField + Copy> Cell<T> for Lstm<T> {
     }
 
     fn step_forward(&self, x: &DMatrix<T>, s_prev: &DMatrix<T>) -> (DMatrix<T>, LstmCache<T>) {
-        let (one, zero) = (T::one(), T::zero());
         let hidden = self.hidden_size();
         let h_prev = s_prev.rows(0, hidden).into_owned();
         let c_prev = s_prev.rows(hidden, hidden).into_owned();
-        // A = W_ih x + W_hh h_prev + (b_ih + b_hh) 1ᵀ, all four gates in one GEMM each
-        let mut a = DMatrix::zeros(4 * hidden, x.ncols());
-        a.gemm(one, self.weight_ih(), x, zero);
-        a.gemm(one, self.weight_hh(), &h_prev, one);
-        let (b_ih, b_hh) = (self.bias_ih().column(0), self.bias_hh().column(0));
-        for mut col in a.column_iter_mut() {
-            col += b_ih;
-            col += b_hh;
-        }
+        // A = (W_ih x + b_ih 1ᵀ) + (W_hh h_prev + b_hh 1ᵀ): all four gates, one GEMM per side
+        let a = affine(self.weight_ih().as_view(), x, self.bias_ih().as_view())
+            + affine(
+                self.weight_hh().as_view(),
+                &h_prev,
+                self.bias_hh().as_view(),
+            );
         let i = block(&a, LstmGate::Input, hidden).map(sigmoid);
         let f = block(&a, LstmGate::Forget, hidden).map(sigmoid);
         let g = block(&a, LstmGate::Cell, hidden).map(|v| v.tanh());

@@ -18,6 +18,7 @@
 use nalgebra::{DMatrix, RealField};
 
 use crate::activation::Activation;
+use crate::cell::affine;
 use crate::rng::{Rng, uniform_matrix};
 use crate::{Cell, Params};
 
@@ -148,16 +149,9 @@ impl<T: RealField + Copy> Cell<T> for VanillaRnn<T> {
     }
 
     fn step_forward(&self, x: &DMatrix<T>, h_prev: &DMatrix<T>) -> (DMatrix<T>, VanillaCache<T>) {
-        let (one, zero) = (T::one(), T::zero());
-        // a = W_ih x + W_hh h_prev + (b_ih + b_hh) 1ᵀ
-        let mut a = DMatrix::zeros(self.hidden_size(), x.ncols());
-        a.gemm(one, self.weight_ih(), x, zero);
-        a.gemm(one, self.weight_hh(), h_prev, one);
-        let (b_ih, b_hh) = (self.bias_ih().column(0), self.bias_hh().column(0));
-        for mut col in a.column_iter_mut() {
-            col += b_ih;
-            col += b_hh;
-        }
+        // a = (W_ih x + b_ih 1ᵀ) + (W_hh h_prev + b_hh 1ᵀ), in PyTorch's grouping
+        let a = affine(self.weight_ih().as_view(), x, self.bias_ih().as_view())
+            + affine(self.weight_hh().as_view(), h_prev, self.bias_hh().as_view());
         let act = self.activation;
         let h = a.map(|v| act.value(v));
         let cache = VanillaCache {
