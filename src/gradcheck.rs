@@ -29,7 +29,8 @@ use std::fmt;
 
 use nalgebra::DMatrix;
 
-use crate::model::{Model, ModelGrads, Objective};
+use crate::arch::SeqLayer;
+use crate::model::{Model, ModelGrads, NetworkModel, Objective};
 use crate::sequence::Truncation;
 use crate::{BpttError, Cell};
 
@@ -210,95 +211,242 @@ impl fmt::Display for Report {
     }
 }
 
-/// Which scalar variable of a [`Problem`] a perturbation touches.
-#[derive(Clone, Copy)]
-enum Slot {
-    Cell(usize),
-    Readout(usize),
-    Input(usize),
-    State,
+/// One variable of a checkable function: a matrix of scalars and its analytic gradient.
+#[derive(Clone, Debug)]
+pub struct Variable {
+    /// Report name (`"weight_hh"`, `"x"`, `"h0"`, …).
+    pub name: String,
+    /// The time step, for inputs.
+    pub step: Option<usize>,
+    /// `∂L/∂variable`, same shape as the variable.
+    pub gradient: DMatrix<f64>,
+    /// For stacked states (`[h; c]`): the name of each block of `rows` rows; entries are then
+    /// reported as `names[row / rows]`, row `row % rows`.
+    pub blocks: Option<(Vec<String>, usize)>,
 }
 
-fn slot_mut<C: Cell<f64>>(p: &mut Problem<C>, slot: Slot) -> &mut DMatrix<f64> {
-    match slot {
-        Slot::Cell(i) => &mut p.model.cell.params_mut()[i],
-        Slot::Readout(i) => &mut p.model.readout.params_mut()[i],
-        Slot::Input(t) => &mut p.xs[t],
-        Slot::State => &mut p.s0,
+/// The analytic side of a check.
+#[derive(Clone, Debug)]
+pub struct Analytic {
+    pub loss: f64,
+    /// `Λ`, the magnitude rounding errors of the loss scale with (sizes the absolute floor).
+    pub magnitude: f64,
+    /// Every variable, in the order of [`Checkable::variable_mut`].
+    pub variables: Vec<Variable>,
+}
+
+/// A differentiable function of named matrices that the checker can perturb: implemented for
+/// single-cell [`Problem`]s and for [`NetworkProblem`]s (stacked, bidirectional, residual, dense).
+pub trait Checkable: Clone {
+    /// What the numeric side needs from the analytic pass (e.g. the states held constant by
+    /// truncated BPTT).
+    type Context;
+    /// Loss, magnitude and every analytic gradient.
+    fn analytic(&self) -> Result<(Analytic, Self::Context), BpttError>;
+    /// The `index`-th variable, in the order of [`Analytic::variables`].
+    fn variable_mut(&mut self, index: usize) -> &mut DMatrix<f64>;
+    /// The loss at the current (perturbed) values, and the kink pattern of its forward pass.
+    fn evaluate(&self, context: &Self::Context) -> Result<(f64, Vec<bool>), BpttError>;
+}
+
+impl<C: Cell<f64>> Checkable for Problem<C> {
+    /// The states of the unperturbed forward pass (held at the cuts of truncated BPTT).
+    type Context = Vec<DMatrix<f64>>;
+
+    fn analytic(&self) -> Result<(Analytic, Self::Context), BpttError> {
+        let m = &self.model;
+        let (loss, grads) =
+            m.loss_and_grads(&self.xs, &self.s0, &self.objective, self.truncation)?;
+        let fixed = crate::sequence::forward(&m.cell, &self.xs, &self.s0)?.states;
+        let ModelGrads {
+            cell,
+            readout,
+            dxs,
+            d_states,
+        } = grads;
+        let var = |name: String, step, gradient| Variable {
+            name,
+            step,
+            gradient,
+            blocks: None,
+        };
+        let mut variables: Vec<Variable> = cell
+            .iter()
+            .map(|(n, g)| var(n.to_string(), None, g.clone()))
+            .collect();
+        variables.extend(
+            readout
+                .iter()
+                .map(|(n, g)| var(format!("readout.{n}"), None, g.clone())),
+        );
+        variables.extend(
+            dxs.into_iter()
+                .enumerate()
+                .map(|(t, g)| var("x".into(), Some(t), g)),
+        );
+        let blocks = m
+            .cell
+            .state_names()
+            .iter()
+            .map(|b| format!("{b}0"))
+            .collect();
+        variables.push(Variable {
+            name: "s0".into(),
+            step: None,
+            gradient: d_states[0].clone(),
+            blocks: Some((blocks, m.cell.hidden_size())),
+        });
+        let magnitude = m.loss_magnitude(&self.xs, &self.s0, &self.objective)?;
+        Ok((
+            Analytic {
+                loss,
+                magnitude,
+                variables,
+            },
+            fixed,
+        ))
+    }
+
+    fn variable_mut(&mut self, index: usize) -> &mut DMatrix<f64> {
+        let n_cell = self.model.cell.params().len();
+        let n_readout = self.model.readout.params().len();
+        match index {
+            i if i < n_cell => &mut self.model.cell.params_mut()[i],
+            i if i < n_cell + n_readout => &mut self.model.readout.params_mut()[i - n_cell],
+            i if i < n_cell + n_readout + self.xs.len() => &mut self.xs[i - n_cell - n_readout],
+            _ => &mut self.s0,
+        }
+    }
+
+    fn evaluate(&self, fixed: &Self::Context) -> Result<(f64, Vec<bool>), BpttError> {
+        let (loss, traj) = self.model.loss_detached(
+            &self.xs,
+            &self.s0,
+            &self.objective,
+            self.truncation,
+            fixed,
+        )?;
+        let mut pattern = Vec::new();
+        for cache in &traj.caches {
+            self.model.cell.kink_pattern(cache, &mut pattern);
+        }
+        Ok((loss, pattern))
     }
 }
 
-/// The loss (with cuts held at `fixed`) and the kink pattern of its forward pass.
-fn evaluate<C: Cell<f64>>(
-    p: &Problem<C>,
-    fixed: &[DMatrix<f64>],
-) -> Result<(f64, Vec<bool>), BpttError> {
-    let (loss, traj) = p
-        .model
-        .loss_detached(&p.xs, &p.s0, &p.objective, p.truncation, fixed)?;
-    let mut pattern = Vec::new();
-    for cache in &traj.caches {
-        p.model.cell.kink_pattern(cache, &mut pattern);
+/// A [`NetworkModel`] with its inputs, initial states and loss: what [`check`] checks for the
+/// architectures.
+#[derive(Clone, Debug)]
+pub struct NetworkProblem<N: SeqLayer<f64>> {
+    pub model: NetworkModel<f64, N>,
+    /// `x_t`, each `D × B`.
+    pub xs: Vec<DMatrix<f64>>,
+    /// Initial states in PyTorch's `h_n` order.
+    pub s0: Vec<DMatrix<f64>>,
+    pub objective: Objective<f64>,
+}
+
+impl<N: SeqLayer<f64>> Checkable for NetworkProblem<N> {
+    type Context = ();
+
+    fn analytic(&self) -> Result<(Analytic, ()), BpttError> {
+        let m = &self.model;
+        let (loss, g) = m.loss_and_grads(&self.xs, &self.s0, &self.objective)?;
+        let var = |name: String, step, gradient| Variable {
+            name,
+            step,
+            gradient,
+            blocks: None,
+        };
+        let mut variables: Vec<Variable> = g
+            .params
+            .iter()
+            .map(|(n, m)| var(n.to_string(), None, m.clone()))
+            .collect();
+        variables.extend(
+            g.readout
+                .iter()
+                .map(|(n, m)| var(format!("readout.{n}"), None, m.clone())),
+        );
+        variables.extend(
+            g.dxs
+                .into_iter()
+                .enumerate()
+                .map(|(t, m)| var("x".into(), Some(t), m)),
+        );
+        let labels = m.net.state_labels(0);
+        let (block_names, rows) = (m.net.state_blocks(), m.net.state_block_rows());
+        for (label, d) in labels.iter().zip(g.d_s0) {
+            let blocks = block_names
+                .iter()
+                .map(|b| format!("{b}0_{label}"))
+                .collect();
+            variables.push(Variable {
+                name: format!("s0_{label}"),
+                step: None,
+                gradient: d,
+                blocks: Some((blocks, rows)),
+            });
+        }
+        let magnitude = m.loss_magnitude(&self.xs, &self.s0, &self.objective)?;
+        Ok((
+            Analytic {
+                loss,
+                magnitude,
+                variables,
+            },
+            (),
+        ))
     }
-    Ok((loss, pattern))
+
+    fn variable_mut(&mut self, index: usize) -> &mut DMatrix<f64> {
+        let n_net = self.model.net.params().len();
+        let n_readout = self.model.readout.params().len();
+        let n_x = self.xs.len();
+        match index {
+            i if i < n_net => self.model.net.params_mut().swap_remove(i),
+            i if i < n_net + n_readout => &mut self.model.readout.params_mut()[i - n_net],
+            i if i < n_net + n_readout + n_x => &mut self.xs[i - n_net - n_readout],
+            i => &mut self.s0[i - n_net - n_readout - n_x],
+        }
+    }
+
+    fn evaluate(&self, _: &()) -> Result<(f64, Vec<bool>), BpttError> {
+        let (loss, cache) = self.model.loss(&self.xs, &self.s0, &self.objective)?;
+        let mut pattern = Vec::new();
+        self.model.net.kink_pattern(&cache, &mut pattern);
+        Ok((loss, pattern))
+    }
 }
 
 /// Check every analytic gradient of `problem` against central differences.
-pub fn check<C: Cell<f64>>(problem: &Problem<C>, config: Config) -> Result<Report, BpttError> {
-    let m = &problem.model;
-    let (loss, grads) = m.loss_and_grads(
-        &problem.xs,
-        &problem.s0,
-        &problem.objective,
-        problem.truncation,
-    )?;
-    let fixed = crate::sequence::forward(&m.cell, &problem.xs, &problem.s0)?.states;
-    let (_, base_pattern) = evaluate(problem, &fixed)?;
-
-    let ModelGrads {
-        cell,
-        readout,
-        dxs,
-        d_states,
-    } = grads;
-    let mut slots: Vec<(Slot, String, Option<usize>, DMatrix<f64>)> = Vec::new();
-    for (i, (name, g)) in cell.iter().enumerate() {
-        slots.push((Slot::Cell(i), name.to_string(), None, g.clone()));
-    }
-    for (i, (name, g)) in readout.iter().enumerate() {
-        slots.push((Slot::Readout(i), format!("readout.{name}"), None, g.clone()));
-    }
-    for (t, g) in dxs.into_iter().enumerate() {
-        slots.push((Slot::Input(t), "x".into(), Some(t), g));
-    }
-    slots.push((Slot::State, String::new(), None, d_states[0].clone()));
-
-    let magnitude = m.loss_magnitude(&problem.xs, &problem.s0, &problem.objective)?;
-    let floor = config.abs_floor * magnitude.max(1.0);
-    let state_names = m.cell.state_names();
-    let hidden = m.cell.hidden_size();
+pub fn check<P: Checkable>(problem: &P, config: Config) -> Result<Report, BpttError> {
+    let (analytic, context) = problem.analytic()?;
+    let (_, base_pattern) = problem.evaluate(&context)?;
+    let floor = config.abs_floor * analytic.magnitude.max(1.0);
     let mut work = problem.clone();
     let mut entries = Vec::new();
-    for (slot, name, step, analytic) in slots {
-        for col in 0..analytic.ncols() {
-            for row in 0..analytic.nrows() {
-                let theta = slot_mut(&mut work, slot)[(row, col)];
+    for (index, var) in analytic.variables.iter().enumerate() {
+        let g = &var.gradient;
+        for col in 0..g.ncols() {
+            for row in 0..g.nrows() {
+                let theta = work.variable_mut(index)[(row, col)];
                 let h = f64::EPSILON.cbrt() * theta.abs().max(1.0);
                 // central differences D(h) and D(h/2) on representable points θ ± step
                 let mut kink = false;
                 let mut central = [0.0; 2];
                 for (d, step) in central.iter_mut().zip([h, h / 2.0]) {
                     let (plus, minus) = (theta + step, theta - step);
-                    slot_mut(&mut work, slot)[(row, col)] = plus;
-                    let (lp, pp) = evaluate(&work, &fixed)?;
-                    slot_mut(&mut work, slot)[(row, col)] = minus;
-                    let (lm, pm) = evaluate(&work, &fixed)?;
+                    work.variable_mut(index)[(row, col)] = plus;
+                    let (lp, pp) = work.evaluate(&context)?;
+                    work.variable_mut(index)[(row, col)] = minus;
+                    let (lm, pm) = work.evaluate(&context)?;
                     *d = (lp - lm) / (plus - minus);
                     kink |= pp != base_pattern || pm != base_pattern;
                 }
-                slot_mut(&mut work, slot)[(row, col)] = theta;
+                work.variable_mut(index)[(row, col)] = theta;
 
-                let (a, numeric) = (analytic[(row, col)], central[0]);
+                let (a, numeric) = (g[(row, col)], central[0]);
                 let error = (a - numeric).abs() / a.abs().max(numeric.abs()).max(floor);
                 let fd_error = 4.0 / 3.0 * (central[0] - central[1]).abs();
                 let verdict = if kink {
@@ -312,20 +460,16 @@ pub fn check<C: Cell<f64>>(problem: &Problem<C>, config: Config) -> Result<Repor
                 } else {
                     Verdict::Fail
                 };
-                // the initial state is reported per block: h0 (and c0), row within the block
-                let (tensor, row) = match slot {
-                    Slot::State => (
-                        format!(
-                            "{}0",
-                            state_names[(row / hidden).min(state_names.len() - 1)]
-                        ),
-                        row % hidden,
-                    ),
-                    _ => (name.clone(), row),
+                // stacked states are reported per block: h0 (and c0), row within the block
+                let (tensor, row) = match &var.blocks {
+                    Some((names, rows)) => {
+                        (names[(row / rows).min(names.len() - 1)].clone(), row % rows)
+                    }
+                    None => (var.name.clone(), row),
                 };
                 entries.push(Entry {
                     tensor,
-                    step,
+                    step: var.step,
                     row,
                     col,
                     analytic: a,
@@ -339,7 +483,7 @@ pub fn check<C: Cell<f64>>(problem: &Problem<C>, config: Config) -> Result<Repor
     }
     Ok(Report {
         entries,
-        loss,
+        loss: analytic.loss,
         config,
     })
 }

@@ -38,6 +38,7 @@
 //! ```
 
 pub mod activation;
+pub mod arch;
 pub mod cell;
 pub mod cells;
 pub mod error;

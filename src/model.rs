@@ -3,6 +3,7 @@
 
 use nalgebra::{DMatrix, RealField};
 
+use crate::arch::SeqLayer;
 use crate::readout::{Readout, mse, softmax_cross_entropy, softmax_cross_entropy_magnitude};
 use crate::sequence::{self, Trajectory, Truncation, Upstream};
 use crate::{BpttError, Cell, Params};
@@ -149,12 +150,7 @@ impl<T: RealField + Copy, C: Cell<T>> Model<T, C> {
         objective: &Objective<T>,
     ) -> Result<T, BpttError> {
         let traj = sequence::forward(&self.cell, xs, s0)?;
-        let hidden = self.cell.hidden_size();
-        let mut total = T::zero();
-        for (t, i) in objective.read_steps(traj.len())? {
-            total += objective.magnitude(i, &self.readout.forward(&traj.output(t + 1, hidden)))?;
-        }
-        Ok(total)
+        loss_magnitude(&self.readout, &self.outputs(&traj), objective)
     }
 
     /// The loss and all its gradients by (possibly truncated) BPTT.
@@ -180,26 +176,169 @@ impl<T: RealField + Copy, C: Cell<T>> Model<T, C> {
         ))
     }
 
-    /// Readout and loss over the steps the objective reads; with `grads`, also their backward,
-    /// returning the upstream gradients for BPTT.
+    /// The outputs `h_1..h_T` of a trajectory.
+    fn outputs(&self, traj: &Trajectory<T, C>) -> Vec<DMatrix<T>> {
+        (1..=traj.len())
+            .map(|k| traj.output(k, self.cell.hidden_size()))
+            .collect()
+    }
+
     fn readout_loss(
         &self,
         traj: &Trajectory<T, C>,
         objective: &Objective<T>,
-        mut grads: Option<&mut Params<T>>,
+        grads: Option<&mut Params<T>>,
     ) -> Result<(T, Upstream<T>), BpttError> {
-        let hidden = self.cell.hidden_size();
-        let mut upstream = Upstream::none(traj.len());
-        let mut loss = T::zero();
-        for (t, i) in objective.read_steps(traj.len())? {
-            let h = traj.output(t + 1, hidden);
-            let y = self.readout.forward(&h);
-            let (l, dy) = objective.loss(i, &y)?;
-            loss += l;
-            if let Some(g) = grads.as_deref_mut() {
-                upstream.d_outputs[t] = Some(self.readout.backward(&dy, &h, g));
-            }
+        let (loss, d_outputs) = readout_loss(&self.readout, &self.outputs(traj), objective, grads)?;
+        Ok((
+            loss,
+            Upstream {
+                d_outputs,
+                d_final: None,
+            },
+        ))
+    }
+}
+
+/// Readout and loss over the per-step outputs `h_1..h_T` (`outputs[t]` is `h_{t+1}`) at the
+/// steps the objective reads. With `grads`, also their backward: accumulates the readout's
+/// gradients and returns `∂L/∂h_{t+1}` for every step the loss reads (`None` elsewhere).
+pub fn readout_loss<T: RealField + Copy>(
+    readout: &Readout<T>,
+    outputs: &[DMatrix<T>],
+    objective: &Objective<T>,
+    mut grads: Option<&mut Params<T>>,
+) -> Result<(T, Vec<Option<DMatrix<T>>>), BpttError> {
+    if let Some(o) = outputs.first() {
+        crate::error::check_shape(
+            || "readout input".into(),
+            o,
+            readout.input_size(),
+            o.ncols(),
+        )?;
+    }
+    let mut d_outputs = vec![None; outputs.len()];
+    let mut loss = T::zero();
+    for (t, i) in objective.read_steps(outputs.len())? {
+        let y = readout.forward(&outputs[t]);
+        let (l, dy) = objective.loss(i, &y)?;
+        loss += l;
+        if let Some(g) = grads.as_deref_mut() {
+            d_outputs[t] = Some(readout.backward(&dy, &outputs[t], g));
         }
-        Ok((loss, upstream))
+    }
+    Ok((loss, d_outputs))
+}
+
+/// `Λ` of the loss over `outputs` (see [`Model::loss_magnitude`]).
+pub fn loss_magnitude<T: RealField + Copy>(
+    readout: &Readout<T>,
+    outputs: &[DMatrix<T>],
+    objective: &Objective<T>,
+) -> Result<T, BpttError> {
+    let mut total = T::zero();
+    for (t, i) in objective.read_steps(outputs.len())? {
+        total += objective.magnitude(i, &readout.forward(&outputs[t]))?;
+    }
+    Ok(total)
+}
+
+/// A sequence-level network ([`SeqLayer`]: stacked, bidirectional, residual, dense) followed by
+/// a linear readout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkModel<T: RealField + Copy, N: SeqLayer<T>> {
+    pub net: N,
+    pub readout: Readout<T>,
+}
+
+/// Every gradient of a [`NetworkModel`]'s loss.
+#[derive(Clone, Debug)]
+pub struct NetworkGrads<T: RealField + Copy> {
+    /// `∂L/∂θ_net`, one matrix per parameter, named as [`SeqLayer::param_names`].
+    pub params: Params<T>,
+    /// `∂L/∂θ_readout`.
+    pub readout: Params<T>,
+    /// `∂L/∂x_t`.
+    pub dxs: Vec<DMatrix<T>>,
+    /// `∂L/∂s0` for every initial state, in PyTorch's `h_n` order.
+    pub d_s0: Vec<DMatrix<T>>,
+}
+
+impl<T: RealField + Copy, N: SeqLayer<T>> NetworkModel<T, N> {
+    pub fn new(net: N, readout: Readout<T>) -> Result<Self, BpttError> {
+        if readout.input_size() != net.output_size() {
+            return Err(BpttError::Invalid(format!(
+                "readout reads {} units but the network outputs {}",
+                readout.input_size(),
+                net.output_size()
+            )));
+        }
+        Ok(NetworkModel { net, readout })
+    }
+
+    /// The network's parameters as one named set (a copy).
+    pub fn net_params(&self) -> Params<T> {
+        let mut p = Params::new();
+        for (name, m) in self.net.param_names(0).into_iter().zip(self.net.params()) {
+            p.push(name, m.clone());
+        }
+        p
+    }
+
+    /// The loss (forward only); also returns the forward cache.
+    pub fn loss(
+        &self,
+        xs: &[DMatrix<T>],
+        s0: &[DMatrix<T>],
+        objective: &Objective<T>,
+    ) -> Result<(T, N::Cache), BpttError> {
+        let (ys, _, cache) = self.net.forward(xs, s0)?;
+        Ok((readout_loss(&self.readout, &ys, objective, None)?.0, cache))
+    }
+
+    /// `Λ` of the loss (see [`Model::loss_magnitude`]).
+    pub fn loss_magnitude(
+        &self,
+        xs: &[DMatrix<T>],
+        s0: &[DMatrix<T>],
+        objective: &Objective<T>,
+    ) -> Result<T, BpttError> {
+        let (ys, _, _) = self.net.forward(xs, s0)?;
+        loss_magnitude(&self.readout, &ys, objective)
+    }
+
+    /// The loss and all its gradients.
+    pub fn loss_and_grads(
+        &self,
+        xs: &[DMatrix<T>],
+        s0: &[DMatrix<T>],
+        objective: &Objective<T>,
+    ) -> Result<(T, NetworkGrads<T>), BpttError> {
+        let (ys, finals, cache) = self.net.forward(xs, s0)?;
+        let mut readout_grads = self.readout.params().zeros_like();
+        let (loss, d_ys) = readout_loss(&self.readout, &ys, objective, Some(&mut readout_grads))?;
+        let d_ys: Vec<DMatrix<T>> = d_ys
+            .into_iter()
+            .zip(&ys)
+            .map(|(d, y)| d.unwrap_or_else(|| DMatrix::zeros(y.nrows(), y.ncols())))
+            .collect();
+        let d_finals: Vec<DMatrix<T>> = finals
+            .iter()
+            .map(|f| DMatrix::zeros(f.nrows(), f.ncols()))
+            .collect();
+        let (grads, dxs, d_s0) = self.net.backward(&cache, &d_ys, &d_finals);
+        let mut params = Params::new();
+        for (name, g) in self.net.param_names(0).into_iter().zip(grads) {
+            params.push(name, g);
+        }
+        Ok((
+            loss,
+            NetworkGrads {
+                params,
+                readout: readout_grads,
+                dxs,
+                d_s0,
+            },
+        ))
     }
 }
