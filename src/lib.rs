@@ -56,7 +56,7 @@ pub use cells::gru::{Gru, GruGate, GruVariant};
 pub use cells::lstm::{Lstm, LstmGate};
 pub use cells::vanilla::VanillaRnn;
 pub use error::BpttError;
-pub use model::{LossAt, Model, ModelGrads, Objective, Targets};
+pub use model::{LossAt, Model, ModelGrads, NetworkGrads, NetworkModel, Objective, Targets};
 pub use params::Params;
 pub use readout::Readout;
 pub use sequence::{SequenceGrads, Trajectory, Truncation, Upstream};

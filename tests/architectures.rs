@@ -1,0 +1,329 @@
+//! Every architecture wrapper through the gradient checker and the structural properties:
+//! depth 1..=3 with per-layer hidden sizes, both directions, plain / residual / dense
+//! connections, every cell type.
+
+mod harness;
+
+use bptt::arch::{Bidirectional, Dense, Residual, SeqLayer, Stacked, Unidirectional};
+use bptt::gradcheck::{self, NetworkProblem};
+use bptt::rng::{Rng, stream, uniform_matrix};
+use bptt::{
+    Activation, Cell, Gru, GruVariant, LossAt, Lstm, NetworkModel, Objective, Readout, Targets,
+    VanillaRnn,
+};
+use nalgebra::DMatrix;
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+
+#[derive(Clone, Copy, Debug)]
+enum Connection {
+    Plain,
+    Residual,
+    Dense,
+}
+
+#[derive(Clone, Debug)]
+struct ArchCase {
+    input: usize,
+    /// Hidden size of each layer (depth = len).
+    hidden: Vec<usize>,
+    bidirectional: bool,
+    connection: Connection,
+    steps: usize,
+    batch: usize,
+    scale: f64,
+    seed: u64,
+    at: LossAt,
+    classify: bool,
+}
+
+fn arch_cases() -> impl Strategy<Value = ArchCase> {
+    (
+        1..=3usize,
+        prop::collection::vec(1..=4usize, 1..=3),
+        any::<bool>(),
+        prop::sample::select(vec![
+            Connection::Plain,
+            Connection::Residual,
+            Connection::Dense,
+        ]),
+        (1..=5usize, 1..=2usize),
+        0.1f64..=2.0,
+        any::<u64>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(
+                input,
+                hidden,
+                bidirectional,
+                connection,
+                (steps, batch),
+                scale,
+                seed,
+                every,
+                classify,
+            )| ArchCase {
+                input,
+                hidden,
+                bidirectional,
+                connection,
+                steps,
+                batch,
+                scale,
+                seed,
+                at: if every {
+                    LossAt::EveryStep
+                } else {
+                    LossAt::Last
+                },
+                classify,
+            },
+        )
+}
+
+/// Fewer cases than the cell harness: each architecture problem has up to thousands of entries.
+fn config() -> Config {
+    let mut c = harness::config();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        c.cases = 256;
+    }
+    c
+}
+
+/// The problem for `net`, with readout, inputs, initial states and targets from `rng`.
+fn network_problem<N: SeqLayer<f64>>(net: N, case: &ArchCase, rng: &mut Rng) -> NetworkProblem<N> {
+    let outputs = 2;
+    let readout = Readout::uniform(net.output_size(), outputs, 1.0, rng);
+    let xs = (0..case.steps)
+        .map(|_| uniform_matrix(rng, net.input_size(), case.batch, 1.0))
+        .collect();
+    let s0 = net
+        .state_sizes()
+        .iter()
+        .map(|&s| uniform_matrix(rng, s, case.batch, 1.0))
+        .collect();
+    let n = if case.at == LossAt::Last {
+        1
+    } else {
+        case.steps
+    };
+    let targets = if case.classify {
+        use rand::RngExt;
+        Targets::CrossEntropy(
+            (0..n)
+                .map(|_| {
+                    (0..case.batch)
+                        .map(|_| rng.random_range(0..outputs))
+                        .collect()
+                })
+                .collect(),
+        )
+    } else {
+        Targets::Mse(
+            (0..n)
+                .map(|_| uniform_matrix(rng, outputs, case.batch, 1.0))
+                .collect(),
+        )
+    };
+    NetworkProblem {
+        model: NetworkModel::new(net, readout).unwrap(),
+        xs,
+        s0,
+        objective: Objective {
+            targets,
+            at: case.at,
+        },
+    }
+}
+
+fn assert_checks<N: SeqLayer<f64>>(
+    net: N,
+    case: &ArchCase,
+    rng: &mut Rng,
+) -> Result<(), TestCaseError> {
+    let p = network_problem(net, case, rng);
+    let report = gradcheck::check(&p, gradcheck::Config::default())
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert!(report.passed(), "{case:?} {}\n{report}", p.model.net.name());
+    prop_assert!(report.judged().count() > 0);
+    Ok(())
+}
+
+/// Build the architecture of `case` from cells made by `make(input, hidden, scale, rng)`, and check it.
+fn check_architecture<C: Cell<f64>>(
+    case: &ArchCase,
+    make: impl harness::MakeCell<C>,
+) -> Result<(), TestCaseError> {
+    let mut rng = stream(case.seed, &[]);
+    let dirs = if case.bidirectional { 2 } else { 1 };
+    // input width of layer l: chained (plain, residual) or concatenated (dense)
+    let mut widths = vec![case.input];
+    for (l, &h) in case.hidden.iter().enumerate() {
+        let w = match case.connection {
+            Connection::Dense => widths[l] + dirs * h,
+            _ => dirs * h,
+        };
+        widths.push(w);
+    }
+    macro_rules! layers {
+        ($wrap:expr) => {
+            case.hidden
+                .iter()
+                .enumerate()
+                .map(|(l, &h)| {
+                    let d = widths[l];
+                    $wrap(d, h, &mut rng)
+                })
+                .collect::<Vec<_>>()
+        };
+    }
+    let scale = case.scale;
+    match (case.bidirectional, case.connection) {
+        (false, Connection::Plain) => {
+            let layers = layers!(|d, h, rng: &mut Rng| Unidirectional::new(make(d, h, scale, rng)));
+            assert_checks(Stacked::new(layers).unwrap(), case, &mut rng)
+        }
+        (true, Connection::Plain) => {
+            let layers = layers!(|d, h, rng: &mut Rng| Bidirectional::new(
+                make(d, h, scale, rng),
+                make(d, h, scale, rng)
+            ));
+            assert_checks(Stacked::new(layers).unwrap(), case, &mut rng)
+        }
+        (false, Connection::Residual) => {
+            let layers = layers!(|d, h, rng: &mut Rng| Residual::new(
+                Unidirectional::new(make(d, h, scale, rng)),
+                rng
+            ));
+            assert_checks(Stacked::new(layers).unwrap(), case, &mut rng)
+        }
+        (true, Connection::Residual) => {
+            let layers = layers!(|d, h, rng: &mut Rng| Residual::new(
+                Bidirectional::new(make(d, h, scale, rng), make(d, h, scale, rng)),
+                rng
+            ));
+            assert_checks(Stacked::new(layers).unwrap(), case, &mut rng)
+        }
+        (false, Connection::Dense) => {
+            let layers = layers!(|d, h, rng: &mut Rng| Unidirectional::new(make(d, h, scale, rng)));
+            assert_checks(Dense::new(layers).unwrap(), case, &mut rng)
+        }
+        (true, Connection::Dense) => {
+            let layers = layers!(|d, h, rng: &mut Rng| Bidirectional::new(
+                make(d, h, scale, rng),
+                make(d, h, scale, rng)
+            ));
+            assert_checks(Dense::new(layers).unwrap(), case, &mut rng)
+        }
+    }
+}
+
+macro_rules! register_architectures {
+    ($name:ident, $make:expr) => {
+        proptest! {
+            #![proptest_config(config())]
+            #[test]
+            fn $name(case in arch_cases()) {
+                check_architecture(&case, $make)?;
+            }
+        }
+    };
+}
+
+fn rnn(act: Activation) -> impl Fn(usize, usize, f64, &mut Rng) -> VanillaRnn<f64> + Copy {
+    move |d, h, s, rng| VanillaRnn::uniform(d, h, act, s, rng)
+}
+
+register_architectures!(
+    architectures_rnn_tanh_match_finite_differences,
+    rnn(Activation::Tanh)
+);
+register_architectures!(
+    architectures_rnn_sigmoid_match_finite_differences,
+    rnn(Activation::Sigmoid)
+);
+register_architectures!(
+    architectures_rnn_relu_match_finite_differences,
+    rnn(Activation::Relu)
+);
+register_architectures!(
+    architectures_rnn_linear_match_finite_differences,
+    rnn(Activation::Identity)
+);
+register_architectures!(
+    architectures_lstm_match_finite_differences,
+    |d, h, s, rng: &mut Rng| Lstm::uniform(d, h, s, rng)
+);
+register_architectures!(
+    architectures_gru_match_finite_differences,
+    |d, h, s, rng: &mut Rng| Gru::uniform(d, h, GruVariant::ResetAfter, s, rng)
+);
+register_architectures!(
+    architectures_gru_reset_before_match_finite_differences,
+    |d, h, s, rng: &mut Rng| { Gru::uniform(d, h, GruVariant::ResetBefore, s, rng) }
+);
+
+/// Widths that do not chain are rejected with a message naming the layer.
+#[test]
+fn mismatched_widths_are_clear_errors() {
+    let mut rng = stream(1, &[]);
+    let l0 = Unidirectional::new(VanillaRnn::<f64>::uniform(
+        3,
+        4,
+        Activation::Tanh,
+        0.5,
+        &mut rng,
+    ));
+    let l1 = Unidirectional::new(VanillaRnn::<f64>::uniform(
+        5,
+        4,
+        Activation::Tanh,
+        0.5,
+        &mut rng,
+    ));
+    let e = Stacked::new(vec![l0.clone(), l1.clone()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("layer 1 reads 5 units but layer 0 outputs 4"),
+        "{e}"
+    );
+    let e = Dense::new(vec![l0.clone(), l0.clone()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dense layer 1 must read 7 units"), "{e}");
+    let net = Stacked::new(vec![l0]).unwrap();
+    let e = net
+        .forward(&[DMatrix::zeros(3, 1)], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("0 initial states given, the network has 1"),
+        "{e}"
+    );
+}
+
+/// A residual layer with an identity skip passes the output gradient straight to the input:
+/// with the inner layer's weights zeroed (F ≡ const), ∂L/∂x_t = ∂L/∂y_t exactly.
+#[test]
+fn identity_skip_is_a_direct_gradient_path() {
+    let cell = VanillaRnn::<f64>::zeros(3, 3, Activation::Tanh);
+    let layer = Residual::new(Unidirectional::new(cell), &mut stream(2, &[]));
+    assert!(layer.projection.is_none());
+    let mut rng = stream(3, &[]);
+    let xs: Vec<DMatrix<f64>> = (0..4)
+        .map(|_| uniform_matrix(&mut rng, 3, 2, 1.0))
+        .collect();
+    let (ys, finals, cache) = layer.forward(&xs, &[DMatrix::zeros(3, 2)]).unwrap();
+    for (y, x) in ys.iter().zip(&xs) {
+        assert_eq!(y, x); // F(x) = tanh(0) = 0
+    }
+    let d_ys: Vec<DMatrix<f64>> = (0..4)
+        .map(|_| uniform_matrix(&mut rng, 3, 2, 1.0))
+        .collect();
+    let (_, dxs, _) = layer.backward(&cache, &d_ys, &[DMatrix::zeros(3, 2)]);
+    assert_eq!(dxs, d_ys);
+    assert_eq!(finals.len(), 1);
+}
