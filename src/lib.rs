@@ -41,6 +41,7 @@ pub mod activation;
 pub mod arch;
 pub mod cell;
 pub mod cells;
+pub mod clip;
 pub mod error;
 pub mod gradcheck;
 pub mod import;

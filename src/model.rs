@@ -101,6 +101,20 @@ pub struct ModelGrads<T: RealField + Copy> {
     pub d_states: Vec<DMatrix<T>>,
 }
 
+impl<T: RealField + Copy> ModelGrads<T> {
+    /// The parameter gradients as groups, for [`crate::clip`] and optimizers.
+    pub fn param_groups_mut(&mut self) -> [&mut Params<T>; 2] {
+        [&mut self.cell, &mut self.readout]
+    }
+}
+
+impl<T: RealField + Copy> NetworkGrads<T> {
+    /// The parameter gradients as groups, for [`crate::clip`] and optimizers.
+    pub fn param_groups_mut(&mut self) -> [&mut Params<T>; 2] {
+        [&mut self.params, &mut self.readout]
+    }
+}
+
 impl<T: RealField + Copy, C: Cell<T>> Model<T, C> {
     pub fn new(cell: C, readout: Readout<T>) -> Result<Self, BpttError> {
         if readout.input_size() != cell.hidden_size() {

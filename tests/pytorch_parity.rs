@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use bptt::arch::{Bidirectional, SeqLayer, Stacked, Unidirectional};
 use bptt::import::StateDict;
 use bptt::sequence::{self, Truncation, Upstream};
 use bptt::{Activation, Cell, Gru, GruVariant, Lstm, VanillaRnn};
@@ -146,36 +147,156 @@ fn check_case<C: Cell<f64>>(cell: &C, sd: &StateDict, has_c: bool) -> Result<f64
     }
 }
 
+/// `(layers·dirs)` states of `name` (and its `c` twin for the LSTM) as our state matrices.
+fn states(
+    sd: &StateDict,
+    name: &str,
+    count: usize,
+    hidden: usize,
+    has_c: bool,
+) -> Result<Vec<DMatrix<f64>>, Vec<String>> {
+    (0..count)
+        .map(|i| {
+            let h: DMatrix<f64> = sd.state(name, i).map_err(|e| vec![e.to_string()])?;
+            if !has_c {
+                return Ok(h);
+            }
+            let c: DMatrix<f64> = sd
+                .state(&name.replace('h', "c"), i)
+                .map_err(|e| vec![e.to_string()])?;
+            let mut s = DMatrix::zeros(2 * hidden, h.ncols());
+            s.rows_mut(0, hidden).copy_from(&h);
+            s.rows_mut(hidden, hidden).copy_from(&c);
+            Ok(s)
+        })
+        .collect()
+}
+
+/// Run a whole network (stacked, possibly bidirectional) on the case and compare everything.
+fn check_network<N: SeqLayer<f64>>(
+    net: &N,
+    sd: &StateDict,
+    has_c: bool,
+) -> Result<f64, Vec<String>> {
+    let hidden = net.state_block_rows();
+    let count = net.state_sizes().len();
+    let xs: Vec<DMatrix<f64>> = sd.sequence("input").map_err(|e| vec![e.to_string()])?;
+    let s0 = states(sd, "h0", count, hidden, has_c)?;
+    let (ys, finals, cache) = net.forward(&xs, &s0).map_err(|e| vec![e.to_string()])?;
+    let mut errors = Vec::new();
+    let mut worst = 0.0f64;
+    let outputs: Vec<DMatrix<f64>> = sd.sequence("output").map_err(|e| vec![e.to_string()])?;
+    for (t, y) in outputs.iter().enumerate() {
+        worst = worst.max(compare(&format!("output[{t}]"), &ys[t], y, &mut errors));
+    }
+    for (i, (ours, theirs)) in finals
+        .iter()
+        .zip(states(sd, "h_n", count, hidden, has_c)?)
+        .enumerate()
+    {
+        worst = worst.max(compare(
+            &format!("h_n[{i}] (and c_n)"),
+            ours,
+            &theirs,
+            &mut errors,
+        ));
+    }
+    let d_ys: Vec<DMatrix<f64>> = sd
+        .sequence("grad_output")
+        .map_err(|e| vec![e.to_string()])?;
+    let d_finals = states(sd, "grad_h_n", count, hidden, has_c)?;
+    let (grads, dxs, d_s0) = net.backward(&cache, &d_ys, &d_finals);
+    for (name, g) in net.param_names(0).iter().zip(&grads) {
+        let torch: DMatrix<f64> = sd
+            .matrix(&format!("grad.{name}"), g.nrows(), g.ncols())
+            .map_err(|e| vec![e.to_string()])?;
+        worst = worst.max(compare(&format!("grad.{name}"), g, &torch, &mut errors));
+    }
+    let torch_dxs: Vec<DMatrix<f64>> =
+        sd.sequence("grad.input").map_err(|e| vec![e.to_string()])?;
+    for (t, dx) in torch_dxs.iter().enumerate() {
+        worst = worst.max(compare(
+            &format!("grad.input[{t}]"),
+            &dxs[t],
+            dx,
+            &mut errors,
+        ));
+    }
+    for (i, (ours, theirs)) in d_s0
+        .iter()
+        .zip(states(sd, "grad.h0", count, hidden, has_c)?)
+        .enumerate()
+    {
+        worst = worst.max(compare(
+            &format!("grad.h0[{i}] (and grad.c0)"),
+            ours,
+            &theirs,
+            &mut errors,
+        ));
+    }
+    if errors.is_empty() {
+        Ok(worst)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Build the network a case describes from its state_dict and check it.
+fn check_file<C: Cell<f64>>(
+    sd: &StateDict,
+    layers: usize,
+    bidirectional: bool,
+    has_c: bool,
+    load: impl Fn(&StateDict, usize, bool) -> Result<C, bptt::BpttError> + Copy,
+) -> Result<f64, Vec<String>> {
+    let err = |e: bptt::BpttError| vec![e.to_string()];
+    if bidirectional {
+        let net: Stacked<Bidirectional<C>> =
+            Stacked::from_state_dict_bidirectional(sd, layers, load).map_err(err)?;
+        check_network(&net, sd, has_c)
+    } else {
+        let net: Stacked<Unidirectional<C>> =
+            Stacked::from_state_dict(sd, layers, load).map_err(err)?;
+        let worst = check_network(&net, sd, has_c)?;
+        if layers == 1 {
+            // single layers also through the cell-level BPTT the experiments use
+            return Ok(worst.max(check_case(&load(sd, 0, false).map_err(err)?, sd, has_c)?));
+        }
+        Ok(worst)
+    }
+}
+
 #[test]
 fn forward_and_gradients_match_pytorch_float64() {
     let files = fixtures();
     let mut checked = Vec::new();
-    let mut skipped = Vec::new();
     let mut failures = Vec::new();
     for path in &files {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let sd = StateDict::load(path).unwrap_or_else(|e| panic!("{e}"));
         let meta = sd.metadata();
         let get = |k: &str| meta.get(k).map(String::as_str).unwrap_or("");
-        if get("num_layers") != "1" || get("bidirectional") != "false" {
-            skipped.push(name); // stacked and bidirectional cases: the architectures issue
-            continue;
-        }
+        let layers: usize = get("num_layers")
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}: num_layers"));
+        let bi = match get("bidirectional") {
+            "true" => true,
+            "false" => false,
+            other => panic!("{name}: bidirectional = '{other}'"),
+        };
         let result = match (get("module"), get("nonlinearity")) {
             ("RNN", act) => {
                 let act: Activation = act.parse().unwrap_or_else(|e| panic!("{name}: {e}"));
-                check_case(
-                    &VanillaRnn::from_state_dict(&sd, 0, false, act).unwrap(),
-                    &sd,
-                    false,
-                )
+                check_file(&sd, layers, bi, false, move |sd, l, r| {
+                    VanillaRnn::from_state_dict(sd, l, r, act)
+                })
             }
-            ("LSTM", _) => check_case(&Lstm::from_state_dict(&sd, 0, false).unwrap(), &sd, true),
-            ("GRU", _) => check_case(
-                &Gru::from_state_dict(&sd, 0, false, GruVariant::ResetAfter).unwrap(),
-                &sd,
-                false,
-            ),
+            ("LSTM", _) => check_file(&sd, layers, bi, true, |sd, l, r| {
+                Lstm::from_state_dict(sd, l, r)
+            }),
+            ("GRU", _) => check_file(&sd, layers, bi, false, |sd, l, r| {
+                Gru::from_state_dict(sd, l, r, GruVariant::ResetAfter)
+            }),
             (other, _) => panic!("{name}: unknown module '{other}'"),
         };
         match result {
@@ -183,20 +304,19 @@ fn forward_and_gradients_match_pytorch_float64() {
             Err(errs) => failures.push(format!("{name}:\n  {}", errs.join("\n  "))),
         }
     }
-    println!(
-        "checked:\n  {}\nskipped (stacked/bidirectional): {skipped:?}",
-        checked.join("\n  ")
-    );
+    println!("checked:\n  {}", checked.join("\n  "));
     assert!(
         failures.is_empty(),
         "PyTorch parity failures:\n{}",
         failures.join("\n")
     );
-    let kinds = ["rnn_tanh_l1", "rnn_relu_l1", "lstm_l1", "gru_l1"];
-    for k in kinds {
-        assert!(
-            checked.iter().any(|c| c.starts_with(k)),
-            "fixture {k} was not checked"
-        );
+    for kind in ["rnn_tanh", "rnn_relu", "lstm", "gru"] {
+        for shape in ["l1", "l1_bi", "l2", "l2_bi"] {
+            let file = format!("{kind}_{shape}.safetensors");
+            assert!(
+                checked.iter().any(|c| c.starts_with(&file)),
+                "fixture {file} was not checked"
+            );
+        }
     }
 }
