@@ -1,16 +1,19 @@
 //! `gradcheck`: the human face of the gradient proof.
 //!
 //! Runs the finite-difference gradient checker (`bptt::gradcheck`) on every cell (vanilla RNN
-//! with each activation, LSTM, GRU in both formulations) at a few sizes and both loss placements, and prints one row per problem. Exits
+//! with each activation, LSTM, GRU in both formulations) at a few sizes, and on every
+//! architecture wrapper (stacked bidirectional, residual, dense) over every cell, with the loss
+//! at the last step (cross-entropy) and at every step (MSE); prints one row per problem. Exits
 //! with status 1 if any entry fails, 2 on bad arguments.
 
 use std::process::ExitCode;
 
-use bptt::gradcheck::{self, Problem, Verdict};
-use bptt::rng::{stream, uniform_matrix};
+use bptt::arch::{Bidirectional, Dense, Residual, SeqLayer, Stacked, Unidirectional};
+use bptt::gradcheck::{self, Checkable, NetworkProblem, Problem, Verdict};
+use bptt::rng::{Rng, stream, uniform_matrix};
 use bptt::{
-    Activation, Cell, Gru, GruVariant, LossAt, Lstm, Model, Objective, Readout, Targets,
-    Truncation, VanillaRnn,
+    Activation, Cell, Gru, GruVariant, LossAt, Lstm, Model, NetworkModel, Objective, Readout,
+    Targets, Truncation, VanillaRnn,
 };
 use clap::Parser;
 
@@ -20,10 +23,12 @@ use clap::Parser;
     version,
     about = "Check every backward pass of bptt against central finite differences (f64).",
     long_about = "Check every backward pass of bptt against central finite differences (f64).\n\n\
-        For each cell, activation and size, builds a model (cell + linear readout + loss), checks \
-        the analytic gradient of every parameter, input x_t and initial state h0 against a central \
-        difference with step cbrt(eps)*max(1,|theta|), and prints the worst relative error. \
-        Entries where a ReLU kink lies inside the stencil are excluded and counted."
+        For each cell and architecture, size and loss placement, builds a model (network + linear \
+        readout + loss), checks the analytic gradient of every parameter, input x_t and initial \
+        state against a central difference with step cbrt(eps)*max(1,|theta|), and prints the \
+        worst relative error. Entries where a ReLU kink lies inside the stencil are excluded and \
+        counted; entries the finite difference cannot resolve (its own error estimate explains \
+        the discrepancy) are counted as unresolved."
 )]
 struct Args {
     /// Seed of the ChaCha streams that draw weights, inputs and targets.
@@ -67,52 +72,19 @@ const SIZES: [Size; 3] = [
     },
 ];
 
-fn problem<C: Cell<f64>>(
-    cell: C,
+/// The architectures' size (each has several layers).
+const ARCH_SIZE: Size = Size {
+    hidden: 4,
+    input: 3,
+    steps: 6,
+    batch: 2,
+};
+
+/// One row of the table: what is checked besides the network.
+struct Row {
     size: Size,
     at: LossAt,
     classify: bool,
-    seed: u64,
-    item: u64,
-) -> Problem<C> {
-    let mut rng = stream(seed, &[item]);
-    let outputs = 3;
-    let readout = Readout::uniform(
-        cell.hidden_size(),
-        outputs,
-        1.0 / (cell.hidden_size() as f64).sqrt(),
-        &mut rng,
-    );
-    let xs = (0..size.steps)
-        .map(|_| uniform_matrix(&mut rng, size.input, size.batch, 1.0))
-        .collect();
-    let s0 = uniform_matrix(&mut rng, cell.state_size(), size.batch, 0.5);
-    let n = if at == LossAt::Last { 1 } else { size.steps };
-    let targets = if classify {
-        use rand::RngExt;
-        Targets::CrossEntropy(
-            (0..n)
-                .map(|_| {
-                    (0..size.batch)
-                        .map(|_| rng.random_range(0..outputs))
-                        .collect()
-                })
-                .collect(),
-        )
-    } else {
-        Targets::Mse(
-            (0..n)
-                .map(|_| uniform_matrix(&mut rng, outputs, size.batch, 1.0))
-                .collect(),
-        )
-    };
-    Problem {
-        model: Model::new(cell, readout).expect("readout sized from the cell"),
-        xs,
-        s0,
-        objective: Objective { targets, at },
-        truncation: Truncation::Full,
-    }
 }
 
 /// Every cell the binary checks.
@@ -133,39 +105,100 @@ const KINDS: [Kind; 7] = [
     Kind::Gru(GruVariant::ResetBefore),
 ];
 
-/// One row of the table: the problem besides its cell.
-struct Row {
-    size: Size,
-    at: LossAt,
-    classify: bool,
-    item: u64,
+/// The architectures checked over every cell.
+#[derive(Clone, Copy)]
+enum Arch {
+    /// 2 layers, bidirectional (PyTorch `num_layers=2, bidirectional=True`).
+    StackedBi,
+    /// 3 residual layers (hidden 4, 5, 5: one projection, two identity skips).
+    Residual,
+    /// 3 densely connected layers.
+    Dense,
+}
+
+/// Readout, inputs and targets for a network of input `d` and output `o`.
+fn inputs_and_objective(
+    rng: &mut Rng,
+    d: usize,
+    row: &Row,
+) -> (Vec<nalgebra::DMatrix<f64>>, Objective<f64>) {
+    let Row { size, at, classify } = *row;
+    let xs = (0..size.steps)
+        .map(|_| uniform_matrix(rng, d, size.batch, 1.0))
+        .collect();
+    let n = if at == LossAt::Last { 1 } else { size.steps };
+    let targets = if classify {
+        use rand::RngExt;
+        Targets::CrossEntropy(
+            (0..n)
+                .map(|_| (0..size.batch).map(|_| rng.random_range(0..3)).collect())
+                .collect(),
+        )
+    } else {
+        Targets::Mse(
+            (0..n)
+                .map(|_| uniform_matrix(rng, 3, size.batch, 1.0))
+                .collect(),
+        )
+    };
+    (xs, Objective { targets, at })
+}
+
+fn cell_problem<C: Cell<f64>>(cell: C, row: &Row, rng: &mut Rng) -> Problem<C> {
+    let h = cell.hidden_size();
+    let readout = Readout::uniform(h, 3, 1.0 / (h as f64).sqrt(), rng);
+    let (xs, objective) = inputs_and_objective(rng, cell.input_size(), row);
+    let s0 = uniform_matrix(rng, cell.state_size(), row.size.batch, 0.5);
+    Problem {
+        model: Model::new(cell, readout).expect("readout sized from the cell"),
+        xs,
+        s0,
+        objective,
+        truncation: Truncation::Full,
+    }
+}
+
+fn network_problem<N: SeqLayer<f64>>(net: N, row: &Row, rng: &mut Rng) -> NetworkProblem<N> {
+    let o = net.output_size();
+    let readout = Readout::uniform(o, 3, 1.0 / (o as f64).sqrt(), rng);
+    let (xs, objective) = inputs_and_objective(rng, net.input_size(), row);
+    let s0 = net
+        .state_sizes()
+        .iter()
+        .map(|&s| uniform_matrix(rng, s, row.size.batch, 0.5))
+        .collect();
+    NetworkProblem {
+        model: NetworkModel::new(net, readout).expect("readout sized from the network"),
+        xs,
+        s0,
+        objective,
+    }
 }
 
 /// Check one problem and print its row; `Err` carries a message for exit status 2.
-fn check_row<C: Cell<f64>>(cell: C, row: &Row, args: &Args) -> Result<bool, String> {
-    let &Row {
-        size,
-        at,
-        classify,
-        item,
-    } = row;
-    let name = cell.name();
+fn check_row<P: Checkable>(
+    name: &str,
+    problem: &P,
+    row: &Row,
+    args: &Args,
+) -> Result<bool, String> {
     let config = gradcheck::Config {
         tolerance: args.tolerance,
         ..gradcheck::Config::default()
     };
-    let p = problem(cell, size, at, classify, args.seed, item);
-    let report = gradcheck::check(&p, config).map_err(|e| format!("{name}: {e}"))?;
+    let report = gradcheck::check(problem, config).map_err(|e| format!("{name}: {e}"))?;
     let ok = report.passed();
+    let s = row.size;
     println!(
-        "{:<17} {:>14} {:<6} {:<5} {:>8} {:>10.2e} {:>10} {:>6} {:<7}",
+        "{:<26} {:>14} {:<6} {:<5} {:>8} {:>10.2e} {:>10} {:>6} {:<7}",
         name,
-        format!(
-            "{},{},{},{}",
-            size.hidden, size.input, size.steps, size.batch
-        ),
-        if classify { "xent" } else { "mse" },
-        if at == LossAt::Last { "last" } else { "every" },
+        format!("{},{},{},{}", s.hidden, s.input, s.steps, s.batch),
+        if row.classify { "xent" } else { "mse" },
+        if row.at == LossAt::Last {
+            "last"
+        } else {
+            "every"
+        },
         report.judged().count(),
         report.max_error(),
         report.count(Verdict::Unresolved),
@@ -178,6 +211,92 @@ fn check_row<C: Cell<f64>>(cell: C, row: &Row, args: &Args) -> Result<bool, Stri
     Ok(ok)
 }
 
+/// A cell of `kind`, PyTorch-initialised.
+fn check_cell(kind: Kind, row: &Row, args: &Args, rng: &mut Rng) -> Result<bool, String> {
+    let (d, h) = (row.size.input, row.size.hidden);
+    macro_rules! run {
+        ($cell:expr) => {{
+            let cell = $cell;
+            let name = cell.name();
+            check_row(&name, &cell_problem(cell, row, rng), row, args)
+        }};
+    }
+    match kind {
+        Kind::Rnn(act) => run!(VanillaRnn::pytorch_init(d, h, act, rng)),
+        Kind::Lstm => run!(Lstm::pytorch_init(d, h, rng)),
+        Kind::Gru(v) => run!(Gru::pytorch_init(d, h, v, rng)),
+    }
+}
+
+/// Architecture `arch` over cells made by `make(input, hidden, rng)`.
+fn check_arch<C: Cell<f64>>(
+    arch: Arch,
+    make: impl Fn(usize, usize, &mut Rng) -> C,
+    row: &Row,
+    args: &Args,
+    rng: &mut Rng,
+) -> Result<bool, String> {
+    let (d, h) = (row.size.input, row.size.hidden);
+    let err = |e: bptt::BpttError| e.to_string();
+    match arch {
+        Arch::StackedBi => {
+            let l0 = Bidirectional::new(make(d, h, rng), make(d, h, rng));
+            let l1 = Bidirectional::new(make(2 * h, h, rng), make(2 * h, h, rng));
+            let net = Stacked::new(vec![l0, l1]).map_err(err)?;
+            check_row(&net.name(), &network_problem(net, row, rng), row, args)
+        }
+        Arch::Residual => {
+            let widths = [(d, h), (h, h + 1), (h + 1, h + 1)];
+            let layers = widths
+                .iter()
+                .map(|&(i, o)| Residual::new(Unidirectional::new(make(i, o, rng)), rng))
+                .collect();
+            let net = Stacked::new(layers).map_err(err)?;
+            check_row(&net.name(), &network_problem(net, row, rng), row, args)
+        }
+        Arch::Dense => {
+            let layers = (0..3)
+                .map(|l| Unidirectional::new(make(d + l * h, h, rng)))
+                .collect();
+            let net = Dense::new(layers).map_err(err)?;
+            check_row(&net.name(), &network_problem(net, row, rng), row, args)
+        }
+    }
+}
+
+fn check_arch_kind(
+    kind: Kind,
+    arch: Arch,
+    row: &Row,
+    args: &Args,
+    rng: &mut Rng,
+) -> Result<bool, String> {
+    let bound = 1.0 / (row.size.hidden as f64).sqrt();
+    match kind {
+        Kind::Rnn(act) => check_arch(
+            arch,
+            |d, h, r: &mut Rng| VanillaRnn::uniform(d, h, act, bound, r),
+            row,
+            args,
+            rng,
+        ),
+        Kind::Lstm => check_arch(
+            arch,
+            |d, h, r: &mut Rng| Lstm::uniform(d, h, bound, r),
+            row,
+            args,
+            rng,
+        ),
+        Kind::Gru(v) => check_arch(
+            arch,
+            |d, h, r: &mut Rng| Gru::uniform(d, h, v, bound, r),
+            row,
+            args,
+            rng,
+        ),
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if !(args.tolerance > 0.0 && args.tolerance.is_finite()) {
@@ -188,37 +307,60 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     println!(
-        "{:<17} {:>14} {:<6} {:<5} {:>8} {:>10} {:>10} {:>6} {:<7}",
-        "cell", "H,D,T,B", "loss", "at", "entries", "max error", "unresolved", "kinks", "verdict"
+        "{:<26} {:>14} {:<6} {:<5} {:>8} {:>10} {:>10} {:>6} {:<7}",
+        "network",
+        "H,D,T,B",
+        "loss",
+        "at",
+        "entries",
+        "max error",
+        "unresolved",
+        "kinks",
+        "verdict"
     );
-    let mut failures = 0;
+    let placements = [(LossAt::Last, true), (LossAt::EveryStep, false)];
+    let mut results = Vec::new();
     let mut item = 0u64;
     for kind in KINDS {
         for size in SIZES {
-            for (at, classify) in [(LossAt::Last, true), (LossAt::EveryStep, false)] {
+            for (at, classify) in placements {
                 item += 1;
-                let mut rng = stream(args.seed, &[item, 0]);
-                let (d, h) = (size.input, size.hidden);
-                let spec = Row {
-                    size,
+                let row = Row { size, at, classify };
+                results.push(check_cell(
+                    kind,
+                    &row,
+                    &args,
+                    &mut stream(args.seed, &[item]),
+                ));
+            }
+        }
+    }
+    for arch in [Arch::StackedBi, Arch::Residual, Arch::Dense] {
+        for kind in KINDS {
+            for (at, classify) in placements {
+                item += 1;
+                let row = Row {
+                    size: ARCH_SIZE,
                     at,
                     classify,
-                    item,
                 };
-                let row = match kind {
-                    Kind::Rnn(act) => {
-                        check_row(VanillaRnn::pytorch_init(d, h, act, &mut rng), &spec, &args)
-                    }
-                    Kind::Lstm => check_row(Lstm::pytorch_init(d, h, &mut rng), &spec, &args),
-                    Kind::Gru(v) => check_row(Gru::pytorch_init(d, h, v, &mut rng), &spec, &args),
-                };
-                match row {
-                    Ok(ok) => failures += usize::from(!ok),
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::from(2);
-                    }
-                }
+                results.push(check_arch_kind(
+                    kind,
+                    arch,
+                    &row,
+                    &args,
+                    &mut stream(args.seed, &[item]),
+                ));
+            }
+        }
+    }
+    let mut failures = 0;
+    for r in results {
+        match r {
+            Ok(ok) => failures += usize::from(!ok),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
             }
         }
     }

@@ -214,6 +214,9 @@ impl<T: RealField + Copy, C: Cell<T>> Model<T, C> {
     }
 }
 
+/// `∂L/∂h_{t+1}` for every step (`None` where the loss does not read the output).
+pub type OutputGrads<T> = Vec<Option<DMatrix<T>>>;
+
 /// Readout and loss over the per-step outputs `h_1..h_T` (`outputs[t]` is `h_{t+1}`) at the
 /// steps the objective reads. With `grads`, also their backward: accumulates the readout's
 /// gradients and returns `∂L/∂h_{t+1}` for every step the loss reads (`None` elsewhere).
@@ -222,7 +225,7 @@ pub fn readout_loss<T: RealField + Copy>(
     outputs: &[DMatrix<T>],
     objective: &Objective<T>,
     mut grads: Option<&mut Params<T>>,
-) -> Result<(T, Vec<Option<DMatrix<T>>>), BpttError> {
+) -> Result<(T, OutputGrads<T>), BpttError> {
     if let Some(o) = outputs.first() {
         crate::error::check_shape(
             || "readout input".into(),

@@ -5,7 +5,7 @@
 
 use nalgebra::{DMatrix, RealField};
 
-use super::{SeqLayer, cell_backward, check_states, outputs};
+use super::{ForwardResult, LayerGrads, SeqLayer, cell_backward, check_states, outputs};
 use crate::import::suffix;
 use crate::sequence::{self, Trajectory};
 use crate::{BpttError, Cell};
@@ -73,11 +73,7 @@ impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Bidirectional<C> {
         f.chain(self.reverse.params_mut().tensors_mut()).collect()
     }
 
-    fn forward(
-        &self,
-        xs: &[DMatrix<T>],
-        s0: &[DMatrix<T>],
-    ) -> Result<(Vec<DMatrix<T>>, Vec<DMatrix<T>>, Self::Cache), BpttError> {
+    fn forward(&self, xs: &[DMatrix<T>], s0: &[DMatrix<T>]) -> ForwardResult<T, Self::Cache> {
         if self.forward.input_size() != self.reverse.input_size() {
             return Err(BpttError::Invalid(
                 "the two directions read inputs of different sizes".into(),
@@ -116,7 +112,7 @@ impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Bidirectional<C> {
         cache: &Self::Cache,
         d_outputs: &[DMatrix<T>],
         d_finals: &[DMatrix<T>],
-    ) -> (Vec<DMatrix<T>>, Vec<DMatrix<T>>, Vec<DMatrix<T>>) {
+    ) -> LayerGrads<T> {
         let (hf, hr) = (self.forward.hidden_size(), self.reverse.hidden_size());
         let steps = d_outputs.len();
         // split the output gradient by rows; the reverse half back into the reverse cell's time

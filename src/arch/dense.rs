@@ -6,7 +6,7 @@
 
 use nalgebra::{DMatrix, RealField};
 
-use super::SeqLayer;
+use super::{ForwardResult, LayerGrads, SeqLayer};
 use crate::BpttError;
 
 /// Densely connected layers; layer l must read `D + Σ_{j<l} O_j` units.
@@ -55,7 +55,7 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Dense<L> {
     type Cache = Vec<L::Cache>;
 
     fn name(&self) -> String {
-        format!("dense{}x{}", self.layers.len(), self.layers[0].name())
+        format!("dense {}x {}", self.layers.len(), self.layers[0].name())
     }
     fn input_size(&self) -> usize {
         self.layers[0].input_size()
@@ -96,11 +96,7 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Dense<L> {
             .collect()
     }
 
-    fn forward(
-        &self,
-        xs: &[DMatrix<T>],
-        s0: &[DMatrix<T>],
-    ) -> Result<(Vec<DMatrix<T>>, Vec<DMatrix<T>>, Self::Cache), BpttError> {
+    fn forward(&self, xs: &[DMatrix<T>], s0: &[DMatrix<T>]) -> ForwardResult<T, Self::Cache> {
         super::check_states(&self.state_sizes(), s0, s0.first().map_or(0, |s| s.ncols()))?;
         let mut features: Vec<Vec<DMatrix<T>>> = vec![xs.to_vec()]; // x, y¹, y², …
         let mut finals = Vec::new();
@@ -126,7 +122,7 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Dense<L> {
         caches: &Self::Cache,
         d_outputs: &[DMatrix<T>],
         d_finals: &[DMatrix<T>],
-    ) -> (Vec<DMatrix<T>>, Vec<DMatrix<T>>, Vec<DMatrix<T>>) {
+    ) -> LayerGrads<T> {
         let n_layers = self.layers.len();
         // d_features[0] = ∂L/∂x, d_features[j+1] = ∂L/∂y^{j+1}; accumulated from every reader
         let mut d_features: Vec<Vec<DMatrix<T>>> = std::iter::once(self.layers[0].input_size())

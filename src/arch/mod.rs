@@ -27,6 +27,13 @@ use crate::import::{StateDict, suffix};
 use crate::sequence::{self, Trajectory, Truncation, Upstream};
 use crate::{BpttError, Cell};
 
+/// `(outputs, final states, cache)`: what a layer's forward pass returns.
+pub type ForwardResult<T, Cache> = Result<(Vec<DMatrix<T>>, Vec<DMatrix<T>>, Cache), BpttError>;
+
+/// `(parameter gradients in params() order, ∂L/∂x_t for every t, ∂L/∂s0 for every state)`:
+/// what a layer's backward pass returns.
+pub type LayerGrads<T> = (Vec<DMatrix<T>>, Vec<DMatrix<T>>, Vec<DMatrix<T>>);
+
 /// A layer over whole sequences, with its backward pass. Shapes: inputs `D × B`
 /// ([`SeqLayer::input_size`]), outputs `O × B` ([`SeqLayer::output_size`]), initial/final states
 /// `S_i × B` ([`SeqLayer::state_sizes`]).
@@ -52,11 +59,7 @@ pub trait SeqLayer<T: RealField + Copy>: Clone + Send + Sync {
     fn params_mut(&mut self) -> Vec<&mut DMatrix<T>>;
 
     /// Forward over the sequence: `(outputs, final states, cache)`. Shapes are validated.
-    fn forward(
-        &self,
-        xs: &[DMatrix<T>],
-        s0: &[DMatrix<T>],
-    ) -> Result<(Vec<DMatrix<T>>, Vec<DMatrix<T>>, Self::Cache), BpttError>;
+    fn forward(&self, xs: &[DMatrix<T>], s0: &[DMatrix<T>]) -> ForwardResult<T, Self::Cache>;
 
     /// Backward: given `∂L/∂outputs` (T matrices) and `∂L/∂final states`, return
     /// `(parameter gradients in params() order, ∂L/∂xs, ∂L/∂s0)`.
@@ -65,7 +68,7 @@ pub trait SeqLayer<T: RealField + Copy>: Clone + Send + Sync {
         cache: &Self::Cache,
         d_outputs: &[DMatrix<T>],
         d_finals: &[DMatrix<T>],
-    ) -> (Vec<DMatrix<T>>, Vec<DMatrix<T>>, Vec<DMatrix<T>>);
+    ) -> LayerGrads<T>;
 
     /// Sign pattern of every kink argument (ReLU pre-activations) in the forward pass.
     fn kink_pattern(&self, _cache: &Self::Cache, _out: &mut Vec<bool>) {}
@@ -175,11 +178,7 @@ impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Unidirectional<C> {
         self.cell.params_mut().tensors_mut().collect()
     }
 
-    fn forward(
-        &self,
-        xs: &[DMatrix<T>],
-        s0: &[DMatrix<T>],
-    ) -> Result<(Vec<DMatrix<T>>, Vec<DMatrix<T>>, Self::Cache), BpttError> {
+    fn forward(&self, xs: &[DMatrix<T>], s0: &[DMatrix<T>]) -> ForwardResult<T, Self::Cache> {
         check_states(&self.state_sizes(), s0, s0.first().map_or(0, |s| s.ncols()))?;
         let traj = sequence::forward(&self.cell, xs, &s0[0])?;
         let finals = vec![traj.states[xs.len()].clone()];
@@ -191,7 +190,7 @@ impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Unidirectional<C> {
         traj: &Self::Cache,
         d_outputs: &[DMatrix<T>],
         d_finals: &[DMatrix<T>],
-    ) -> (Vec<DMatrix<T>>, Vec<DMatrix<T>>, Vec<DMatrix<T>>) {
+    ) -> LayerGrads<T> {
         let (params, dxs, ds0) = cell_backward(&self.cell, traj, d_outputs, &d_finals[0]);
         (params, dxs, vec![ds0])
     }

@@ -5,7 +5,7 @@
 
 use nalgebra::{DMatrix, RealField};
 
-use super::SeqLayer;
+use super::{ForwardResult, LayerGrads, SeqLayer};
 use crate::BpttError;
 use crate::rng::{Rng, uniform_matrix};
 
@@ -70,11 +70,7 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Residual<T, L> {
         p
     }
 
-    fn forward(
-        &self,
-        xs: &[DMatrix<T>],
-        s0: &[DMatrix<T>],
-    ) -> Result<(Vec<DMatrix<T>>, Vec<DMatrix<T>>, Self::Cache), BpttError> {
+    fn forward(&self, xs: &[DMatrix<T>], s0: &[DMatrix<T>]) -> ForwardResult<T, Self::Cache> {
         let (d, o) = (self.inner.input_size(), self.inner.output_size());
         match &self.projection {
             None if d != o => {
@@ -101,7 +97,7 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Residual<T, L> {
         (cache, xs): &Self::Cache,
         d_outputs: &[DMatrix<T>],
         d_finals: &[DMatrix<T>],
-    ) -> (Vec<DMatrix<T>>, Vec<DMatrix<T>>, Vec<DMatrix<T>>) {
+    ) -> LayerGrads<T> {
         let (mut params, mut dxs, ds0) = self.inner.backward(cache, d_outputs, d_finals);
         // the skip adds a direct path from every y_t back to x_t
         match &self.projection {

@@ -4,7 +4,7 @@
 
 use nalgebra::{DMatrix, RealField};
 
-use super::{LoadCell, SeqLayer, Unidirectional};
+use super::{ForwardResult, LayerGrads, LoadCell, SeqLayer, Unidirectional};
 use crate::import::StateDict;
 use crate::{BpttError, Cell};
 
@@ -91,7 +91,7 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Stacked<L> {
     type Cache = Vec<L::Cache>;
 
     fn name(&self) -> String {
-        format!("{}x{}", self.layers.len(), self.layers[0].name())
+        format!("{}x {}", self.layers.len(), self.layers[0].name())
     }
     fn input_size(&self) -> usize {
         self.layers[0].input_size()
@@ -132,11 +132,7 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Stacked<L> {
             .collect()
     }
 
-    fn forward(
-        &self,
-        xs: &[DMatrix<T>],
-        s0: &[DMatrix<T>],
-    ) -> Result<(Vec<DMatrix<T>>, Vec<DMatrix<T>>, Self::Cache), BpttError> {
+    fn forward(&self, xs: &[DMatrix<T>], s0: &[DMatrix<T>]) -> ForwardResult<T, Self::Cache> {
         super::check_states(&self.state_sizes(), s0, s0.first().map_or(0, |s| s.ncols()))?;
         let off = state_offsets(&self.layers);
         let mut input = xs.to_vec();
@@ -156,7 +152,7 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Stacked<L> {
         caches: &Self::Cache,
         d_outputs: &[DMatrix<T>],
         d_finals: &[DMatrix<T>],
-    ) -> (Vec<DMatrix<T>>, Vec<DMatrix<T>>, Vec<DMatrix<T>>) {
+    ) -> LayerGrads<T> {
         let off = state_offsets(&self.layers);
         let mut d_y = d_outputs.to_vec();
         let mut params = vec![Vec::new(); self.layers.len()];
