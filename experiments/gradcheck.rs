@@ -272,28 +272,15 @@ fn check_arch_kind(
     rng: &mut Rng,
 ) -> Result<bool, String> {
     let bound = 1.0 / (row.size.hidden as f64).sqrt();
+    macro_rules! run {
+        ($make:expr) => {
+            check_arch(arch, $make, row, args, rng)
+        };
+    }
     match kind {
-        Kind::Rnn(act) => check_arch(
-            arch,
-            |d, h, r: &mut Rng| VanillaRnn::uniform(d, h, act, bound, r),
-            row,
-            args,
-            rng,
-        ),
-        Kind::Lstm => check_arch(
-            arch,
-            |d, h, r: &mut Rng| Lstm::uniform(d, h, bound, r),
-            row,
-            args,
-            rng,
-        ),
-        Kind::Gru(v) => check_arch(
-            arch,
-            |d, h, r: &mut Rng| Gru::uniform(d, h, v, bound, r),
-            row,
-            args,
-            rng,
-        ),
+        Kind::Rnn(act) => run!(|d, h, r: &mut Rng| VanillaRnn::uniform(d, h, act, bound, r)),
+        Kind::Lstm => run!(|d, h, r: &mut Rng| Lstm::uniform(d, h, bound, r)),
+        Kind::Gru(v) => run!(|d, h, r: &mut Rng| Gru::uniform(d, h, v, bound, r)),
     }
 }
 

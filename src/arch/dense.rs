@@ -6,7 +6,7 @@
 
 use nalgebra::{DMatrix, RealField};
 
-use super::{ForwardResult, LayerGrads, SeqLayer};
+use super::{ForwardResult, LayerGrads, SeqLayer, list};
 use crate::BpttError;
 
 /// Densely connected layers; layer l must read `D + Σ_{j<l} O_j` units.
@@ -64,14 +64,10 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Dense<L> {
         self.layers.last().unwrap().output_size()
     }
     fn state_sizes(&self) -> Vec<usize> {
-        self.layers.iter().flat_map(|l| l.state_sizes()).collect()
+        list::state_sizes(&self.layers)
     }
     fn state_labels(&self, _layer: usize) -> Vec<String> {
-        self.layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, l)| l.state_labels(i))
-            .collect()
+        list::state_labels(&self.layers)
     }
     fn state_blocks(&self) -> Vec<&'static str> {
         self.layers[0].state_blocks()
@@ -80,20 +76,13 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Dense<L> {
         self.layers[0].state_block_rows()
     }
     fn param_names(&self, _layer: usize) -> Vec<String> {
-        self.layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, l)| l.param_names(i))
-            .collect()
+        list::param_names(&self.layers)
     }
     fn params(&self) -> Vec<&DMatrix<T>> {
-        self.layers.iter().flat_map(|l| l.params()).collect()
+        list::params(&self.layers)
     }
     fn params_mut(&mut self) -> Vec<&mut DMatrix<T>> {
-        self.layers
-            .iter_mut()
-            .flat_map(|l| l.params_mut())
-            .collect()
+        list::params_mut(&mut self.layers)
     }
 
     fn forward(&self, xs: &[DMatrix<T>], s0: &[DMatrix<T>]) -> ForwardResult<T, Self::Cache> {
@@ -137,10 +126,7 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Dense<L> {
         for (acc, d) in d_features[n_layers].iter_mut().zip(d_outputs) {
             *acc += d;
         }
-        let mut state_off = vec![0];
-        for l in &self.layers {
-            state_off.push(state_off.last().unwrap() + l.state_sizes().len());
-        }
+        let state_off = list::state_offsets(&self.layers);
         let mut params = vec![Vec::new(); n_layers];
         let mut ds0 = vec![Vec::new(); n_layers];
         for l in (0..n_layers).rev() {
@@ -165,8 +151,6 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Dense<L> {
     }
 
     fn kink_pattern(&self, caches: &Self::Cache, out: &mut Vec<bool>) {
-        for (l, c) in self.layers.iter().zip(caches) {
-            l.kink_pattern(c, out);
-        }
+        list::kink_pattern(&self.layers, caches, out);
     }
 }

@@ -79,6 +79,56 @@ pub trait SeqLayer<T: RealField + Copy>: Clone + Send + Sync {
     }
 }
 
+/// The plumbing shared by the depth wrappers ([`Stacked`], [`Dense`]): a list of layers whose
+/// states, names and parameters are the layers' in order, layer i named with `_l{i}`.
+pub(crate) mod list {
+    use super::SeqLayer;
+    use nalgebra::{DMatrix, RealField};
+
+    pub fn state_sizes<T: RealField + Copy, L: SeqLayer<T>>(layers: &[L]) -> Vec<usize> {
+        layers.iter().flat_map(|l| l.state_sizes()).collect()
+    }
+    /// Where each layer's states start in the list of all states (and the total, last).
+    pub fn state_offsets<T: RealField + Copy, L: SeqLayer<T>>(layers: &[L]) -> Vec<usize> {
+        let mut off = vec![0];
+        for l in layers {
+            off.push(off.last().unwrap() + l.state_sizes().len());
+        }
+        off
+    }
+    pub fn state_labels<T: RealField + Copy, L: SeqLayer<T>>(layers: &[L]) -> Vec<String> {
+        layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| l.state_labels(i))
+            .collect()
+    }
+    pub fn param_names<T: RealField + Copy, L: SeqLayer<T>>(layers: &[L]) -> Vec<String> {
+        layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| l.param_names(i))
+            .collect()
+    }
+    pub fn params<T: RealField + Copy, L: SeqLayer<T>>(layers: &[L]) -> Vec<&DMatrix<T>> {
+        layers.iter().flat_map(|l| l.params()).collect()
+    }
+    pub fn params_mut<T: RealField + Copy, L: SeqLayer<T>>(
+        layers: &mut [L],
+    ) -> Vec<&mut DMatrix<T>> {
+        layers.iter_mut().flat_map(|l| l.params_mut()).collect()
+    }
+    pub fn kink_pattern<T: RealField + Copy, L: SeqLayer<T>>(
+        layers: &[L],
+        caches: &[L::Cache],
+        out: &mut Vec<bool>,
+    ) {
+        for (l, c) in layers.iter().zip(caches) {
+            l.kink_pattern(c, out);
+        }
+    }
+}
+
 /// Check that there are as many initial states as the layer has, each `S_i × B`.
 pub(crate) fn check_states<T: RealField + Copy>(
     sizes: &[usize],

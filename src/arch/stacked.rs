@@ -4,7 +4,7 @@
 
 use nalgebra::{DMatrix, RealField};
 
-use super::{ForwardResult, LayerGrads, LoadCell, SeqLayer, Unidirectional};
+use super::{ForwardResult, LayerGrads, LoadCell, SeqLayer, Unidirectional, list};
 use crate::import::StateDict;
 use crate::{BpttError, Cell};
 
@@ -78,15 +78,6 @@ impl<C> Stacked<super::Bidirectional<C>> {
     }
 }
 
-/// Offsets of each layer's states within the stack's state list.
-fn state_offsets<T: RealField + Copy, L: SeqLayer<T>>(layers: &[L]) -> Vec<usize> {
-    let mut off = vec![0];
-    for l in layers {
-        off.push(off.last().unwrap() + l.state_sizes().len());
-    }
-    off
-}
-
 impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Stacked<L> {
     type Cache = Vec<L::Cache>;
 
@@ -100,14 +91,10 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Stacked<L> {
         self.layers.last().unwrap().output_size()
     }
     fn state_sizes(&self) -> Vec<usize> {
-        self.layers.iter().flat_map(|l| l.state_sizes()).collect()
+        list::state_sizes(&self.layers)
     }
     fn state_labels(&self, _layer: usize) -> Vec<String> {
-        self.layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, l)| l.state_labels(i))
-            .collect()
+        list::state_labels(&self.layers)
     }
     fn state_blocks(&self) -> Vec<&'static str> {
         self.layers[0].state_blocks()
@@ -116,25 +103,18 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Stacked<L> {
         self.layers[0].state_block_rows()
     }
     fn param_names(&self, _layer: usize) -> Vec<String> {
-        self.layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, l)| l.param_names(i))
-            .collect()
+        list::param_names(&self.layers)
     }
     fn params(&self) -> Vec<&DMatrix<T>> {
-        self.layers.iter().flat_map(|l| l.params()).collect()
+        list::params(&self.layers)
     }
     fn params_mut(&mut self) -> Vec<&mut DMatrix<T>> {
-        self.layers
-            .iter_mut()
-            .flat_map(|l| l.params_mut())
-            .collect()
+        list::params_mut(&mut self.layers)
     }
 
     fn forward(&self, xs: &[DMatrix<T>], s0: &[DMatrix<T>]) -> ForwardResult<T, Self::Cache> {
         super::check_states(&self.state_sizes(), s0, s0.first().map_or(0, |s| s.ncols()))?;
-        let off = state_offsets(&self.layers);
+        let off = list::state_offsets(&self.layers);
         let mut input = xs.to_vec();
         let mut finals = Vec::new();
         let mut caches = Vec::new();
@@ -153,7 +133,7 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Stacked<L> {
         d_outputs: &[DMatrix<T>],
         d_finals: &[DMatrix<T>],
     ) -> LayerGrads<T> {
-        let off = state_offsets(&self.layers);
+        let off = list::state_offsets(&self.layers);
         let mut d_y = d_outputs.to_vec();
         let mut params = vec![Vec::new(); self.layers.len()];
         let mut ds0 = vec![Vec::new(); self.layers.len()];
@@ -169,8 +149,6 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Stacked<L> {
     }
 
     fn kink_pattern(&self, caches: &Self::Cache, out: &mut Vec<bool>) {
-        for (l, c) in self.layers.iter().zip(caches) {
-            l.kink_pattern(c, out);
-        }
+        list::kink_pattern(&self.layers, caches, out);
     }
 }
