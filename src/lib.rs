@@ -43,6 +43,8 @@ pub mod cell;
 pub mod cells;
 pub mod clip;
 pub mod error;
+pub mod experiment;
+pub mod fastmath;
 pub mod gradcheck;
 pub mod import;
 pub mod model;
@@ -50,6 +52,8 @@ pub mod params;
 pub mod readout;
 pub mod rng;
 pub mod sequence;
+pub mod spectral;
+pub mod sweep;
 
 pub use activation::Activation;
 pub use cell::Cell;
