@@ -44,7 +44,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', value_parser = parse_ensemble)]
     ensemble: Vec<EnsembleArg>,
     /// Spectral radii: START:STOP:STEP (inclusive) or a comma-separated list [default: 0.5:1.5:0.05, 21 values]
-    #[arg(long, value_name = "SPEC")]
+    #[arg(long, value_name = "SPEC", allow_hyphen_values = true)]
     rho: Option<String>,
     /// Matrices per radius (per cell and ensemble) [default: 20]
     #[arg(long)]

@@ -115,7 +115,8 @@ pub struct MatrixResult {
     /// the log growth per step back in time (negative: vanishing). NaN if any value is not
     /// finite or T = 0.
     pub decay_rate: f64,
-    /// Whether any gradient norm is NaN or ±∞ (exploded or underflowed to 0).
+    /// Whether any gradient norm is NaN or ∞, or exactly 0 so that its log is −∞ (an exploded
+    /// network; a gradient that underflowed; a dead ReLU network).
     pub nonfinite: bool,
 }
 
