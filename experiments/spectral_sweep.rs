@@ -46,19 +46,19 @@ struct Args {
     /// Spectral radii: START:STOP:STEP (inclusive) or a comma-separated list [default: 0.5:1.5:0.05, 21 values]
     #[arg(long, value_name = "SPEC", allow_hyphen_values = true)]
     rho: Option<String>,
-    /// Matrices per radius (per cell and ensemble) [default: 20]
+    /// Matrices per radius (per cell and ensemble) [default: 20; preset: 100]
     #[arg(long)]
     matrices: Option<usize>,
-    /// Hidden units n [default: 64]
+    /// Hidden units n [default: 128]
     #[arg(long)]
     hidden: Option<usize>,
-    /// Input size m [default: 16]
+    /// Input size m [default: 32]
     #[arg(long)]
     input: Option<usize>,
-    /// Steps T [default: 50]
+    /// Steps T [default: 100]
     #[arg(long)]
     steps: Option<usize>,
-    /// Sequences per matrix B (the batch, as GEMM columns) [default: 8]
+    /// Sequences per matrix B (the batch, as GEMM columns) [default: 16]
     #[arg(long)]
     batch: Option<usize>,
     /// Preset workload: sweep-tanh-128 = the peers' workload in ../shared/peers (rnn-tanh, gaussian, n=128, m=32, T=100, B=16, 21 radii in [0.5, 1.5], 100 matrices each); explicit flags override it
@@ -192,10 +192,10 @@ fn plan(args: &Args) -> Result<Plan, String> {
         Ok(x)
     };
     let sizes = Sizes {
-        hidden: pick(args.hidden, 64, 128, "hidden")?,
-        input: pick(args.input, 16, 32, "input")?,
-        steps: pick(args.steps, 50, 100, "steps")?,
-        batch: pick(args.batch, 8, 16, "batch")?,
+        hidden: pick(args.hidden, 128, 128, "hidden")?,
+        input: pick(args.input, 32, 32, "input")?,
+        steps: pick(args.steps, 100, 100, "steps")?,
+        batch: pick(args.batch, 16, 16, "batch")?,
     };
     let matrices = pick(args.matrices, 20, 100, "matrices")?;
     let rho = parse_rho(args.rho.as_deref().unwrap_or("0.5:1.5:0.05"))?;

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Regenerate every experiment output and execute every notebook in place (with outputs).
+# The default spectral sweep takes about a minute on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || scripts/setup-notebooks.sh
+cargo build --release --bins
+target/release/spectral-sweep --out results/spectral-sweep
+BPTT_RESULTS="$PWD/results" .venv/bin/python scripts/run_notebooks.py --inplace notebooks/*.ipynb
