@@ -1,0 +1,39 @@
+//! Criterion benchmarks of the spectral sweep's hot paths at the preset's sizes (n = 128,
+//! m = 32, T = 100, B = 16): the vanilla forward/backward kernel, the eigenvalue solver, σ_max,
+//! and one whole matrix. `cargo bench --bench sweep_kernel`.
+
+use bptt::rng::stream;
+use bptt::spectral::{EigenWorkspace, Ensemble, gaussian, sigma_max};
+use bptt::sweep::{Sizes, SweepCell, VanillaKernel, Workspace, loss_direction, run_matrix};
+use bptt::Activation;
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+
+const SIZES: Sizes = Sizes { hidden: 128, input: 32, steps: 100, batch: 16 };
+
+fn bench(c: &mut Criterion) {
+    let mut rng = stream(1, &[]);
+    let w_hh = Ensemble::Gaussian.draw(128, &mut rng);
+    let w_ih = gaussian(128, 32, 1.0 / 32f64.sqrt(), &mut rng);
+    let xs = gaussian(32, 16 * 100, 1.0, &mut rng);
+    let v = loss_direction(0, 128);
+    let mut kernel = VanillaKernel::default();
+    c.bench_function("kernel forward+backward tanh (128x128, T=100, B=16)", |b| {
+        b.iter(|| kernel.grad_norms(Activation::Tanh, black_box(&w_hh), &w_ih, &xs, &v, SIZES))
+    });
+    let mut eig = EigenWorkspace::new(128);
+    c.bench_function("spectral radius (faer, n=128)", |b| b.iter(|| eig.spectral_radius(black_box(&w_hh)).unwrap()));
+    c.bench_function("sigma_max (Lanczos, n=128)", |b| b.iter(|| sigma_max(black_box(&w_hh), &mut stream(2, &[]))));
+    let mut ws = Workspace::new(128);
+    let cell = SweepCell::Rnn(Activation::Tanh);
+    c.bench_function("one matrix of the preset (draw, eig, sigma, kernel)", |b| {
+        b.iter(|| run_matrix(&mut ws, cell, Ensemble::Gaussian, 1.0, 10, black_box(3), SIZES, 0, &v))
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30);
+    targets = bench
+}
+criterion_main!(benches);
