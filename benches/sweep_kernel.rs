@@ -2,14 +2,19 @@
 //! m = 32, T = 100, B = 16): the vanilla forward/backward kernel, the eigenvalue solver, σ_max,
 //! and one whole matrix. `cargo bench --bench sweep_kernel`.
 
+use bptt::Activation;
 use bptt::rng::stream;
 use bptt::spectral::{EigenWorkspace, Ensemble, gaussian, sigma_max};
 use bptt::sweep::{Sizes, SweepCell, VanillaKernel, Workspace, loss_direction, run_matrix};
-use bptt::Activation;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 
-const SIZES: Sizes = Sizes { hidden: 128, input: 32, steps: 100, batch: 16 };
+const SIZES: Sizes = Sizes {
+    hidden: 128,
+    input: 32,
+    steps: 100,
+    batch: 16,
+};
 
 fn bench(c: &mut Criterion) {
     let mut rng = stream(1, &[]);
@@ -22,12 +27,28 @@ fn bench(c: &mut Criterion) {
         b.iter(|| kernel.grad_norms(Activation::Tanh, black_box(&w_hh), &w_ih, &xs, &v, SIZES))
     });
     let mut eig = EigenWorkspace::new(128);
-    c.bench_function("spectral radius (faer, n=128)", |b| b.iter(|| eig.spectral_radius(black_box(&w_hh)).unwrap()));
-    c.bench_function("sigma_max (Lanczos, n=128)", |b| b.iter(|| sigma_max(black_box(&w_hh), &mut stream(2, &[]))));
+    c.bench_function("spectral radius (faer, n=128)", |b| {
+        b.iter(|| eig.spectral_radius(black_box(&w_hh)).unwrap())
+    });
+    c.bench_function("sigma_max (Lanczos, n=128)", |b| {
+        b.iter(|| sigma_max(black_box(&w_hh), &mut stream(2, &[])))
+    });
     let mut ws = Workspace::new(128);
     let cell = SweepCell::Rnn(Activation::Tanh);
     c.bench_function("one matrix of the preset (draw, eig, sigma, kernel)", |b| {
-        b.iter(|| run_matrix(&mut ws, cell, Ensemble::Gaussian, 1.0, 10, black_box(3), SIZES, 0, &v))
+        b.iter(|| {
+            run_matrix(
+                &mut ws,
+                cell,
+                Ensemble::Gaussian,
+                1.0,
+                10,
+                black_box(3),
+                SIZES,
+                0,
+                &v,
+            )
+        })
     });
 }
 

@@ -10,7 +10,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_spectral-sweep");
 
 fn temp_dir(tag: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!("bptt-sweep-{}-{tag}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    let d = std::env::temp_dir().join(format!(
+        "bptt-sweep-{}-{tag}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
@@ -21,20 +25,44 @@ fn run(args: &[&str]) -> Output {
 
 fn run_ok(args: &[&str]) -> Output {
     let out = run(args);
-    assert!(out.status.success(), "{args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
 fn read(dir: &Path, name: &str) -> String {
-    std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()))
+    std::fs::read_to_string(dir.join(name))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()))
 }
 
-const SMALL: &[&str] = &["--hidden", "6", "--input", "3", "--steps", "7", "--batch", "2", "--matrices", "3", "--rho", "0.6,1.0,1.4", "--quiet"];
+const SMALL: &[&str] = &[
+    "--hidden",
+    "6",
+    "--input",
+    "3",
+    "--steps",
+    "7",
+    "--batch",
+    "2",
+    "--matrices",
+    "3",
+    "--rho",
+    "0.6,1.0,1.4",
+    "--quiet",
+];
 
 #[test]
 fn csv_schema_and_sidecar() {
     let dir = temp_dir("schema");
-    let mut args = vec!["--out", dir.to_str().unwrap(), "--ensemble", "gaussian,orthogonal,sparse3"];
+    let mut args = vec![
+        "--out",
+        dir.to_str().unwrap(),
+        "--ensemble",
+        "gaussian,orthogonal,sparse3",
+    ];
     args.extend(SMALL);
     run_ok(&args);
     let long = read(&dir, "spectral_sweep.csv");
@@ -43,8 +71,18 @@ fn csv_schema_and_sidecar() {
     assert_eq!(
         header,
         [
-            "cell", "ensemble", "rho", "matrix", "k", "grad_norm", "log10_grad_norm", "spectral_radius", "sigma_max",
-            "pascanu_bound", "decay_rate", "nonfinite"
+            "cell",
+            "ensemble",
+            "rho",
+            "matrix",
+            "k",
+            "grad_norm",
+            "log10_grad_norm",
+            "spectral_radius",
+            "sigma_max",
+            "pascanu_bound",
+            "decay_rate",
+            "nonfinite"
         ]
     );
     let records: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
@@ -55,7 +93,10 @@ fn csv_schema_and_sidecar() {
         let (rho, radius, sigma) = (f(2), f(7), f(8));
         // every recurrent matrix is rescaled to the exact target radius, and ρ ≤ σ_max
         approx::assert_relative_eq!(radius, rho, epsilon = 1e-14, max_relative = 1e-12);
-        assert!(sigma >= radius * (1.0 - 1e-12), "σ_max {sigma} < ρ {radius}");
+        assert!(
+            sigma >= radius * (1.0 - 1e-12),
+            "σ_max {sigma} < ρ {radius}"
+        );
         // Pascanu: ‖∂L/∂h_k‖ ≤ (γ σ_max)^{T−k} ‖v‖ for the vanilla cells (NaN for gated)
         let (norm, bound) = (f(5), f(9));
         if r[0].starts_with("rnn-") {
@@ -71,17 +112,33 @@ fn csv_schema_and_sidecar() {
     assert_eq!(summary.lines().count(), 1 + 6 * 3 * 3);
     assert!(summary.starts_with("cell,ensemble,rho,ln_rho,matrices,nonfinite,redraws,decay_mean,"));
     let meta: serde_json::Value = serde_json::from_str(&read(&dir, "spectral_sweep.json")).unwrap();
-    for key in ["crate_version", "git_commit", "arguments", "seed", "threads", "start_time", "end_time", "matrices_redrawn", "wall_seconds"] {
+    for key in [
+        "crate_version",
+        "git_commit",
+        "arguments",
+        "seed",
+        "threads",
+        "start_time",
+        "end_time",
+        "matrices_redrawn",
+        "wall_seconds",
+    ] {
         assert!(meta.get(key).is_some(), "sidecar lacks {key}");
     }
     assert_eq!(meta["matrices"], 6 * 3 * 3 * 3);
-    assert!(!dir.join("chunks").exists(), "chunks are removed after a complete run");
+    assert!(
+        !dir.join("chunks").exists(),
+        "chunks are removed after a complete run"
+    );
 }
 
 #[test]
 fn output_is_byte_identical_for_any_thread_count_and_shard_split() {
     let base = temp_dir("det");
-    let dirs: Vec<PathBuf> = ["t1", "t2", "s1", "s2", "s3", "merged"].iter().map(|t| base.join(t)).collect();
+    let dirs: Vec<PathBuf> = ["t1", "t2", "s1", "s2", "s3", "merged"]
+        .iter()
+        .map(|t| base.join(t))
+        .collect();
     let with = |dir: &Path, extra: &[&str]| {
         let mut a = vec!["--out", dir.to_str().unwrap()];
         a.extend(SMALL);
@@ -100,12 +157,23 @@ fn output_is_byte_identical_for_any_thread_count_and_shard_split() {
     let mut concatenated = String::new();
     for (k, dir) in dirs[2..5].iter().enumerate() {
         let text = read(dir, "spectral_sweep.csv");
-        concatenated += if k == 0 { &text } else { text.split_once('\n').unwrap().1 };
+        concatenated += if k == 0 {
+            &text
+        } else {
+            text.split_once('\n').unwrap().1
+        };
     }
     assert_eq!(concatenated, full);
     // and so is the merge step
     let merged = dirs[5].to_str().unwrap();
-    run_ok(&["--out", merged, "--merge", dirs[2].to_str().unwrap(), dirs[3].to_str().unwrap(), dirs[4].to_str().unwrap()]);
+    run_ok(&[
+        "--out",
+        merged,
+        "--merge",
+        dirs[2].to_str().unwrap(),
+        dirs[3].to_str().unwrap(),
+        dirs[4].to_str().unwrap(),
+    ]);
     assert_eq!(read(&dirs[5], "spectral_sweep.csv"), full);
     assert_eq!(read(&dirs[5], "summary.csv"), read(&dirs[0], "summary.csv"));
 }
@@ -114,17 +182,46 @@ fn output_is_byte_identical_for_any_thread_count_and_shard_split() {
 fn a_killed_run_resumes_to_identical_bytes() {
     let (killed, clean) = (temp_dir("killed"), temp_dir("clean"));
     let args = |dir: &Path| -> Vec<String> {
-        ["--out", dir.to_str().unwrap(), "--cells", "rnn-tanh,lstm", "--hidden", "48", "--steps", "60", "--batch", "4", "--matrices", "40", "--rho", "0.5:1.5:0.05", "--quiet", "--threads", "2"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "--out",
+            dir.to_str().unwrap(),
+            "--cells",
+            "rnn-tanh,lstm",
+            "--hidden",
+            "48",
+            "--steps",
+            "60",
+            "--batch",
+            "4",
+            "--matrices",
+            "40",
+            "--rho",
+            "0.5:1.5:0.05",
+            "--quiet",
+            "--threads",
+            "2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let mut child = Command::new(BIN).args(args(&killed)).spawn().unwrap();
     // wait until some chunks are done, then kill -9 in the middle of the run
     let chunks = killed.join("chunks");
     let start = std::time::Instant::now();
     loop {
-        let done = std::fs::read_dir(&chunks).map(|d| d.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "done")).count()).unwrap_or(0);
+        let done = std::fs::read_dir(&chunks)
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "done")
+                })
+                .count()
+            })
+            .unwrap_or(0);
         if done >= 5 || start.elapsed().as_secs() > 60 {
             break;
         }
@@ -132,16 +229,30 @@ fn a_killed_run_resumes_to_identical_bytes() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert!(!killed.join("spectral_sweep.csv").exists(), "the run finished before it could be killed");
+    assert!(
+        !killed.join("spectral_sweep.csv").exists(),
+        "the run finished before it could be killed"
+    );
     let mut resume = args(&killed);
     resume.push("--resume".into());
     let out = Command::new(BIN).args(&resume).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let meta: serde_json::Value = serde_json::from_str(&read(&killed, "spectral_sweep.json")).unwrap();
-    assert!(meta["chunks"]["computed_now"].as_u64().unwrap() < meta["chunks"]["in_shard"].as_u64().unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&read(&killed, "spectral_sweep.json")).unwrap();
+    assert!(
+        meta["chunks"]["computed_now"].as_u64().unwrap()
+            < meta["chunks"]["in_shard"].as_u64().unwrap()
+    );
     let out = Command::new(BIN).args(args(&clean)).output().unwrap();
     assert!(out.status.success());
-    assert_eq!(read(&killed, "spectral_sweep.csv"), read(&clean, "spectral_sweep.csv"));
+    assert_eq!(
+        read(&killed, "spectral_sweep.csv"),
+        read(&clean, "spectral_sweep.csv")
+    );
     assert_eq!(read(&killed, "summary.csv"), read(&clean, "summary.csv"));
 }
 
@@ -169,7 +280,10 @@ fn bad_flags_exit_2_with_a_clear_message() {
         (vec!["--rho", "-1,1"], "positive"),
         (vec!["--rho", "0.5,x"], "comma-separated list of numbers"),
         (vec!["--shard", "3/2"], "invalid shard '3/2'"),
-        (vec!["--cells", "rnn-softplus"], "unknown cell 'rnn-softplus'"),
+        (
+            vec!["--cells", "rnn-softplus"],
+            "unknown cell 'rnn-softplus'",
+        ),
         (vec!["--ensemble", "wishart"], "unknown ensemble 'wishart'"),
         (vec!["--hidden", "0"], "--hidden must be at least 1"),
         (vec!["--threads", "0"], "--threads must be at least 1"),
@@ -181,7 +295,10 @@ fn bad_flags_exit_2_with_a_clear_message() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(expect), "{args:?}: {err}");
-        assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+            "{err}"
+        );
     }
     assert!(!dir.join("spectral_sweep.csv").exists());
 }
@@ -190,15 +307,47 @@ fn bad_flags_exit_2_with_a_clear_message() {
 fn overflow_is_recorded_as_data_and_the_run_goes_on() {
     // a linear cell at ρ = 1.5 over 2000 steps: 1.5^2000 overflows f64
     let dir = temp_dir("overflow");
-    run_ok(&["--out", dir.to_str().unwrap(), "--cells", "rnn-linear,rnn-tanh", "--rho", "1.5", "--steps", "2000", "--hidden", "4", "--batch", "1", "--matrices", "2", "--quiet"]);
+    run_ok(&[
+        "--out",
+        dir.to_str().unwrap(),
+        "--cells",
+        "rnn-linear,rnn-tanh",
+        "--rho",
+        "1.5",
+        "--steps",
+        "2000",
+        "--hidden",
+        "4",
+        "--batch",
+        "1",
+        "--matrices",
+        "2",
+        "--quiet",
+    ]);
     let long = read(&dir, "spectral_sweep.csv");
-    let linear: Vec<&str> = long.lines().filter(|l| l.starts_with("rnn-linear")).collect();
-    assert!(linear.iter().any(|l| l.contains(",inf,")), "no inf recorded");
-    assert!(linear.iter().all(|l| l.ends_with(",1")), "overflowing matrices are flagged");
+    let linear: Vec<&str> = long
+        .lines()
+        .filter(|l| l.starts_with("rnn-linear"))
+        .collect();
+    assert!(
+        linear.iter().any(|l| l.contains(",inf,")),
+        "no inf recorded"
+    );
+    assert!(
+        linear.iter().all(|l| l.ends_with(",1")),
+        "overflowing matrices are flagged"
+    );
     // the tanh rows are there too: the run went on past the overflow
-    assert_eq!(long.lines().filter(|l| l.starts_with("rnn-tanh")).count(), 2 * 2001);
+    assert_eq!(
+        long.lines().filter(|l| l.starts_with("rnn-tanh")).count(),
+        2 * 2001
+    );
     let summary = read(&dir, "summary.csv");
-    assert!(summary.lines().any(|l| l.starts_with("rnn-linear,gaussian,1.5,") && l.split(',').nth(5) == Some("2")));
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.starts_with("rnn-linear,gaussian,1.5,") && l.split(',').nth(5) == Some("2"))
+    );
 }
 
 /// Physics: for the linear cell ∂L/∂h_k = (W_hhᵀ)^{T−k} v, so ln‖∂L/∂h_k‖ grows like (T−k) ln ρ
@@ -209,14 +358,38 @@ fn overflow_is_recorded_as_data_and_the_run_goes_on() {
 fn linear_cell_decays_at_ln_rho() {
     let dir = temp_dir("physics");
     let steps = 400;
-    run_ok(&["--out", dir.to_str().unwrap(), "--cells", "rnn-linear", "--rho", "0.7,1.0,1.3", "--hidden", "4", "--steps", &steps.to_string(), "--batch", "1", "--matrices", "200", "--quiet"]);
+    run_ok(&[
+        "--out",
+        dir.to_str().unwrap(),
+        "--cells",
+        "rnn-linear",
+        "--rho",
+        "0.7,1.0,1.3",
+        "--hidden",
+        "4",
+        "--steps",
+        &steps.to_string(),
+        "--batch",
+        "1",
+        "--matrices",
+        "200",
+        "--quiet",
+    ]);
     let summary = read(&dir, "summary.csv");
     let mut rows = csv::Reader::from_reader(summary.as_bytes());
     let mut seen = 0;
     for r in rows.records().map(Result::unwrap) {
-        let (ln_rho, mean, sem): (f64, f64, f64) = (r[3].parse().unwrap(), r[7].parse().unwrap(), r[8].parse().unwrap());
+        let (ln_rho, mean, sem): (f64, f64, f64) = (
+            r[3].parse().unwrap(),
+            r[7].parse().unwrap(),
+            r[8].parse().unwrap(),
+        );
         let tolerance = 4.0 * sem + 2.0 / steps as f64;
-        assert!((mean - ln_rho).abs() <= tolerance, "ρ = {}: mean decay {mean} vs ln ρ {ln_rho} (± {tolerance})", &r[2]);
+        assert!(
+            (mean - ln_rho).abs() <= tolerance,
+            "ρ = {}: mean decay {mean} vs ln ρ {ln_rho} (± {tolerance})",
+            &r[2]
+        );
         seen += 1;
     }
     assert_eq!(seen, 3);
