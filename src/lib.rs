@@ -42,6 +42,7 @@ pub mod arch;
 pub mod cell;
 pub mod cells;
 pub mod clip;
+pub mod dynamics;
 pub mod error;
 pub mod experiment;
 pub mod fastmath;
