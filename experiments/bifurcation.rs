@@ -271,9 +271,8 @@ fn surface(args: &Args, out: &Path) -> Result<(), (u8, String)> {
 fn trajectories(args: &Args, out: &Path) -> Result<(), (u8, String)> {
     let (start, clock) = (now_rfc3339(), Instant::now());
     let starts = starts(&args.starts).map_err(|e| (2, e))?;
-    if !(args.lr > 0.0 && args.lr.is_finite())
-        || !(args.threshold > 0.0 && args.threshold.is_finite())
-    {
+    let positive = |v: f64| v > 0.0 && v.is_finite();
+    if !positive(args.lr) || !positive(args.threshold) {
         return Err((2, "--lr and --threshold must be positive".into()));
     }
     let runs: Vec<(usize, (f64, f64), bool)> = starts
