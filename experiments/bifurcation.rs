@@ -62,10 +62,10 @@ struct Args {
     #[arg(long, default_value_t = 2000)]
     iterations: usize,
     /// Surface: grid of w
-    #[arg(long, default_value = "0:10:201", allow_hyphen_values = true)]
+    #[arg(long, default_value = "0:10:401", allow_hyphen_values = true)]
     surface_w: String,
     /// Surface: grid of b
-    #[arg(long, default_value = "-8:2:201", allow_hyphen_values = true)]
+    #[arg(long, default_value = "-8:2:401", allow_hyphen_values = true)]
     surface_b: String,
     /// Initial state x_0 of the error E_T
     #[arg(long, default_value_t = 0.5, allow_hyphen_values = true)]

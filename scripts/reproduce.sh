@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || scripts/setup-notebooks.sh
 cargo build --release --bins
 target/release/spectral-sweep --out results/spectral-sweep
+target/release/bifurcation --out results/bifurcation
 BPTT_RESULTS="$PWD/results" .venv/bin/python scripts/run_notebooks.py --inplace notebooks/*.ipynb
