@@ -63,6 +63,40 @@ pub trait Cell<T: RealField + Copy>: Clone + Send + Sync {
     /// (ReLU pre-activations). The gradient checker compares these patterns between perturbed
     /// forward passes to detect kinks. Smooth cells append nothing (the default).
     fn kink_pattern(&self, _cache: &Self::Cache, _out: &mut Vec<bool>) {}
+
+    /// How much the backward pass of this step amplifies rounding errors beyond plain products:
+    /// σ' computed from a saturated saved output (`1 − h²` as h → ±1, `h(1 − h)` as h → 1, as
+    /// PyTorch computes them) has relative error `κ·ε`. Returns max κ over the step (1 when no
+    /// unit saturates); the dual-number oracle scales its 1e-12 tolerance by it.
+    fn conditioning(&self, _cache: &Self::Cache) -> f64 {
+        1.0
+    }
+}
+
+/// κ of `1 − h²` computed from a rounded `h = tanh(a)`: `1 + 2h²/(1 − h²)`, max over `hs`.
+pub fn tanh_conditioning<'a, T: RealField + Copy>(hs: impl IntoIterator<Item = &'a T>) -> f64 {
+    hs.into_iter().fold(1.0, |k, &h| {
+        let h2: f64 = nalgebra::try_convert(h * h).unwrap_or(0.0);
+        k.max(1.0 + 2.0 * h2 / (1.0 - h2).max(f64::MIN_POSITIVE))
+    })
+}
+
+/// κ of `s(1 − s)` computed from a rounded `s = sigmoid(a)`: `1 + s/(1 − s)`, max over `ss`.
+pub fn sigmoid_conditioning<'a, T: RealField + Copy>(ss: impl IntoIterator<Item = &'a T>) -> f64 {
+    ss.into_iter().fold(1.0, |k, &s| {
+        let s: f64 = nalgebra::try_convert(s).unwrap_or(0.0);
+        k.max(1.0 + s.abs() / (1.0 - s).max(f64::MIN_POSITIVE))
+    })
+}
+
+/// A cell that can be rebuilt over another scalar type with given parameters (same names,
+/// order and shapes): runs the *same* generic forward code on dual numbers (the exact
+/// forward-mode oracle of `crate::oracle`) or in f32 (precision checks).
+pub trait Rescalar<T: RealField + Copy>: Cell<T> {
+    /// The same cell over scalar `U`.
+    type With<U: RealField + Copy>: Cell<U>;
+    /// This cell's configuration with `params` (shaped like [`Cell::params`]).
+    fn with_params<U: RealField + Copy>(&self, params: Params<U>) -> Self::With<U>;
 }
 
 /// `W x + b 1ᵀ` (`b` a column, broadcast over the batch), computed as PyTorch's `addmm`: the

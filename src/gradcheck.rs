@@ -231,6 +231,11 @@ pub struct Analytic {
     pub loss: f64,
     /// `Λ`, the magnitude rounding errors of the loss scale with (sizes the absolute floor).
     pub magnitude: f64,
+    /// Estimated absolute rounding error of one evaluation of the loss: `ε·Λ`, plus for cells
+    /// the first-order propagation of every state's rounding,
+    /// `ε·(H + D + 1)·Σ_k Σ |∂L/∂s_k ⊙ s_k|` (each state entry is a sum of about H + D + 1 rounded
+    /// products). Sizes the rounding term of Richardson's error estimate.
+    pub rounding: f64,
     /// Every variable, in the order of [`Checkable::variable_mut`].
     pub variables: Vec<Variable>,
 }
@@ -297,10 +302,18 @@ impl<C: Cell<f64>> Checkable for Problem<C> {
             blocks: Some((blocks, m.cell.hidden_size())),
         });
         let magnitude = m.loss_magnitude(&self.xs, &self.s0, &self.objective)?;
+        let fan_in = (m.cell.hidden_size() + m.cell.input_size() + 1) as f64;
+        let propagated: f64 = fixed
+            .iter()
+            .zip(&d_states)
+            .map(|(s, d)| s.zip_fold(d, 0.0, |acc, s, d| acc + (s * d).abs()))
+            .sum();
+        let rounding = f64::EPSILON * (magnitude.max(loss.abs()) + fan_in * propagated);
         Ok((
             Analytic {
                 loss,
                 magnitude,
+                rounding,
                 variables,
             },
             fixed,
@@ -393,6 +406,7 @@ impl<N: SeqLayer<f64>> Checkable for NetworkProblem<N> {
             Analytic {
                 loss,
                 magnitude,
+                rounding: f64::EPSILON * magnitude.max(loss.abs()),
                 variables,
             },
             (),
@@ -486,4 +500,183 @@ pub fn check<P: Checkable>(problem: &P, config: Config) -> Result<Report, BpttEr
         loss: analytic.loss,
         config,
     })
+}
+
+/// One entry of a Richardson (Ridders) check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RichardsonEntry {
+    pub tensor: String,
+    pub step: Option<usize>,
+    pub row: usize,
+    pub col: usize,
+    pub analytic: f64,
+    /// The extrapolated derivative.
+    pub estimate: f64,
+    /// Its error estimate (from the Neville tableau).
+    pub error_estimate: f64,
+    /// A ReLU kink lies within the largest step: excluded.
+    pub kink: bool,
+}
+
+impl RichardsonEntry {
+    /// Whether the analytic value lies within the estimate's error bar: `|a − n| ≤ 3·err + 4ε·|a|`.
+    pub fn consistent(&self) -> bool {
+        (self.analytic - self.estimate).abs()
+            <= 3.0 * self.error_estimate + 4.0 * f64::EPSILON * self.analytic.abs()
+    }
+}
+
+/// Richardson extrapolation of central differences (Ridders' method, as in *Numerical Recipes*
+/// `dfridr`): steps `h₀, h₀/1.4, h₀/1.4², …` (h₀ = 1e-3·max(1, |θ|), at most 10), a Neville
+/// tableau eliminating the h², h⁴, … error terms, stopping when the error grows; each entry gets
+/// an estimate *and* an error estimate (the tableau's truncation estimate, at least the
+/// rounding noise `4·δL/h` of the smallest step, δL = [`Analytic::rounding`]). The verdict compares the analytic-vs-numeric discrepancy
+/// with that error estimate (FiniteDifferences.jl style) instead of a fixed tolerance.
+pub fn check_richardson<P: Checkable>(problem: &P) -> Result<Vec<RichardsonEntry>, BpttError> {
+    const CON: f64 = 1.4;
+    const NTAB: usize = 10;
+    let (analytic, context) = problem.analytic()?;
+    let (_, base_pattern) = problem.evaluate(&context)?;
+    let rounding = analytic
+        .rounding
+        .max(f64::EPSILON * analytic.magnitude.max(1.0));
+    let mut work = problem.clone();
+    let mut out = Vec::new();
+    for (index, var) in analytic.variables.iter().enumerate() {
+        let g = &var.gradient;
+        for col in 0..g.ncols() {
+            for row in 0..g.nrows() {
+                let theta = work.variable_mut(index)[(row, col)];
+                let central = |h: f64, work: &mut P| -> Result<(f64, bool), BpttError> {
+                    let (p, m) = (theta + h, theta - h);
+                    work.variable_mut(index)[(row, col)] = p;
+                    let (lp, pp) = work.evaluate(&context)?;
+                    work.variable_mut(index)[(row, col)] = m;
+                    let (lm, pm) = work.evaluate(&context)?;
+                    work.variable_mut(index)[(row, col)] = theta;
+                    Ok((
+                        (lp - lm) / (p - m),
+                        pp != base_pattern || pm != base_pattern,
+                    ))
+                };
+                // Ridders from h₀ = 1e-3·max(1,|θ|); if its error estimate is poor (strong curvature
+                // at that scale: chaotic or exploding networks), restart from h₀/10 and h₀/100 and
+                // keep the estimate with the smallest error
+                let mut best: Option<(f64, f64, f64, bool)> = None;
+                for shrink in [1.0, 1e-1, 1e-2] {
+                    let mut h = 1e-3 * shrink * theta.abs().max(1.0);
+                    let mut a = [[0.0f64; NTAB]; NTAB];
+                    let (d0, kink) = central(h, &mut work)?;
+                    a[0][0] = d0;
+                    let (mut estimate, mut err) = (d0, f64::INFINITY);
+                    for i in 1..NTAB {
+                        h /= CON;
+                        a[0][i] = central(h, &mut work)?.0;
+                        let mut fac = CON * CON;
+                        for j in 1..=i {
+                            a[j][i] = (a[j - 1][i] * fac - a[j - 1][i - 1]) / (fac - 1.0);
+                            fac *= CON * CON;
+                            let e = (a[j][i] - a[j - 1][i])
+                                .abs()
+                                .max((a[j][i] - a[j - 1][i - 1]).abs());
+                            if e <= err {
+                                err = e;
+                                estimate = a[j][i];
+                            }
+                        }
+                        if (a[i][i] - a[i - 1][i - 1]).abs() >= 2.0 * err {
+                            break;
+                        }
+                    }
+                    // the tableau's error estimate measures truncation only; add the rounding
+                    // noise of a central difference at the smallest step used: 4·δL/h
+                    err = err.max(4.0 * rounding / h);
+                    if best.is_none_or(|b| err < b.1) {
+                        best = Some((estimate, err, h, kink));
+                    }
+                    if err <= 1e-8 * estimate.abs() {
+                        break;
+                    }
+                }
+                let (estimate, err, _, kink) = best.expect("at least one start");
+                let (tensor, row_in) = match &var.blocks {
+                    Some((names, rows)) => {
+                        (names[(row / rows).min(names.len() - 1)].clone(), row % rows)
+                    }
+                    None => (var.name.clone(), row),
+                };
+                out.push(RichardsonEntry {
+                    tensor,
+                    step: var.step,
+                    row: row_in,
+                    col,
+                    analytic: g[(row, col)],
+                    estimate,
+                    error_estimate: err,
+                    kink,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The Taylor-remainder test: for a random unit direction d over every variable,
+/// `r(h) = |L(θ + h d) − L(θ) − h ⟨∇L, d⟩|` is O(h²) for the right gradient and O(h) for a wrong
+/// one. Returns `(h, r(h))` for h = 2⁻⁴ … 2⁻¹⁶ and the asymptotic order: the least-squares slope
+/// of log r against log h over the four smallest h whose r is above the rounding floor
+/// `100·ε·max(1, |L|, Λ)`; NaN if fewer than three points qualify.
+pub fn taylor_test<P: Checkable>(
+    problem: &P,
+    seed: u64,
+) -> Result<(Vec<(f64, f64)>, f64), BpttError> {
+    let (analytic, context) = problem.analytic()?;
+    let mut rng = crate::rng::stream(seed, &[0x7A]);
+    let dirs: Vec<DMatrix<f64>> = analytic
+        .variables
+        .iter()
+        .map(|v| crate::rng::uniform_matrix(&mut rng, v.gradient.nrows(), v.gradient.ncols(), 1.0))
+        .collect();
+    let norm = dirs.iter().map(|d| d.norm_squared()).sum::<f64>().sqrt();
+    let slope: f64 = analytic
+        .variables
+        .iter()
+        .zip(&dirs)
+        .map(|(v, d)| v.gradient.dot(d))
+        .sum::<f64>()
+        / norm;
+    let l0 = analytic.loss;
+    let mut points = Vec::new();
+    for k in 4..=16 {
+        let h = 2f64.powi(-k);
+        let mut work = problem.clone();
+        for (i, d) in dirs.iter().enumerate() {
+            let v = work.variable_mut(i);
+            *v += d * (h / norm);
+        }
+        let (l, _) = work.evaluate(&context)?;
+        points.push((h, (l - l0 - h * slope).abs()));
+    }
+    // the asymptotic order: the last four points still well above the rounding floor of L
+    let floor = 100.0 * f64::EPSILON * l0.abs().max(analytic.magnitude).max(1.0);
+    let above: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|&(_, r)| r > floor)
+        .map(|(h, r)| (h.ln(), r.ln()))
+        .collect();
+    let used = &above[above.len().saturating_sub(4)..];
+    let order = if used.len() < 3 {
+        f64::NAN
+    } else {
+        let n = used.len() as f64;
+        let (mx, my) = (
+            used.iter().map(|p| p.0).sum::<f64>() / n,
+            used.iter().map(|p| p.1).sum::<f64>() / n,
+        );
+        let sxy: f64 = used.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+        let sxx: f64 = used.iter().map(|p| (p.0 - mx).powi(2)).sum();
+        sxy / sxx
+    };
+    Ok((points, order))
 }

@@ -49,6 +49,7 @@ pub mod fastmath;
 pub mod gradcheck;
 pub mod import;
 pub mod model;
+pub mod oracle;
 pub mod params;
 pub mod readout;
 pub mod rng;

@@ -4,11 +4,13 @@
 
 mod harness;
 
-use bptt::arch::{Bidirectional, Dense, Residual, SeqLayer, Stacked, Unidirectional};
+use bptt::arch::{
+    Bidirectional, Dense, RescalarLayer, Residual, SeqLayer, Stacked, Unidirectional,
+};
 use bptt::gradcheck::{self, NetworkProblem};
 use bptt::rng::{Rng, stream, uniform_matrix};
 use bptt::{
-    Activation, Cell, Gru, GruVariant, LossAt, Lstm, NetworkModel, Objective, Readout, Targets,
+    Activation, Gru, GruVariant, LossAt, Lstm, NetworkModel, Objective, Readout, Targets,
     VanillaRnn,
 };
 use nalgebra::DMatrix;
@@ -138,12 +140,16 @@ fn network_problem<N: SeqLayer<f64>>(net: N, case: &ArchCase, rng: &mut Rng) -> 
     }
 }
 
-fn assert_checks<N: SeqLayer<f64>>(
+fn assert_checks<N: RescalarLayer<f64>>(
     net: N,
     case: &ArchCase,
     rng: &mut Rng,
 ) -> Result<(), TestCaseError> {
     let p = network_problem(net, case, rng);
+    // the exact oracle: ⟨v, J u⟩ by dual numbers = ⟨Jᵀ v, u⟩ by our backward
+    let a = bptt::oracle::adjoint_network(&p.model.net, &p.xs, &p.s0, case.seed)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert!(a.passed(), "{case:?} {}: {a:?}", p.model.net.name());
     let report = gradcheck::check(&p, gradcheck::Config::default())
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert!(report.passed(), "{case:?} {}\n{report}", p.model.net.name());
@@ -152,7 +158,7 @@ fn assert_checks<N: SeqLayer<f64>>(
 }
 
 /// Build the architecture of `case` from cells made by `make(input, hidden, scale, rng)`, and check it.
-fn check_architecture<C: Cell<f64>>(
+fn check_architecture<C: bptt::cell::Rescalar<f64>>(
     case: &ArchCase,
     make: impl harness::MakeCell<C>,
 ) -> Result<(), TestCaseError> {

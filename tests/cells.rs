@@ -11,7 +11,7 @@ fn rnn(act: Activation) -> impl Fn(usize, usize, f64, &mut Rng) -> VanillaRnn<f6
 
 register_cell!(rnn_tanh, rnn(Activation::Tanh));
 register_cell!(rnn_sigmoid, rnn(Activation::Sigmoid));
-register_cell!(rnn_relu, rnn(Activation::Relu));
+register_cell!(rnn_relu, rnn(Activation::Relu), smooth = false);
 register_cell!(rnn_linear, rnn(Activation::Identity));
 register_cell!(lstm, |input, hidden, scale, rng: &mut bptt::rng::Rng| {
     Lstm::uniform(input, hidden, scale, rng)

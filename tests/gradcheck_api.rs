@@ -86,6 +86,60 @@ impl Cell<f64> for Broken {
     }
 }
 
+impl bptt::cell::Rescalar<f64> for Broken {
+    // the forward pass is the correct cell's, so the dual-number oracle runs the correct cell
+    type With<U: nalgebra::RealField + Copy> = VanillaRnn<U>;
+    fn with_params<U: nalgebra::RealField + Copy>(&self, params: Params<U>) -> VanillaRnn<U> {
+        self.inner.with_params(params)
+    }
+}
+
+/// The dual-number oracle rejects each kind of wrong backward pass too, and fast mode's fallback
+/// locates the faulty tensor.
+#[test]
+fn dual_oracle_rejects_and_locates_each_bug() {
+    for (bug, tensor) in [
+        (Bug::DropSigmaPrime, None),
+        (Bug::WrongSign, Some(1)),
+        (Bug::DropBiasGradient, Some(3)),
+        (Bug::MissingTranspose, None),
+    ] {
+        let mut rng = stream(9, &[]);
+        let cell = Broken {
+            inner: VanillaRnn::uniform(3, 4, Activation::Tanh, 0.8, &mut rng),
+            bug,
+        };
+        let xs: Vec<DMatrix<f64>> = (0..5)
+            .map(|_| bptt::rng::uniform_matrix(&mut rng, 3, 2, 1.0))
+            .collect();
+        let s0 = bptt::rng::uniform_matrix(&mut rng, 4, 2, 1.0);
+        let a = bptt::oracle::adjoint_sequence(&cell, &xs, &s0, 1).unwrap();
+        assert!(!a.passed() && a.error > 1e-6, "{bug:?}: {a:?}");
+        let located = bptt::oracle::locate_fault(&cell, &xs, &s0, 1)
+            .unwrap()
+            .expect("a fault");
+        if let Some(t) = tensor {
+            assert_eq!(located.0, t, "{bug:?}: located {located:?}");
+        }
+    }
+    // and a correct cell has no fault to locate
+    let mut rng = stream(9, &[]);
+    let cell = VanillaRnn::<f64>::uniform(3, 4, Activation::Tanh, 0.8, &mut rng);
+    let xs: Vec<DMatrix<f64>> = (0..5)
+        .map(|_| bptt::rng::uniform_matrix(&mut rng, 3, 2, 1.0))
+        .collect();
+    assert_eq!(
+        bptt::oracle::locate_fault(
+            &cell,
+            &xs,
+            &bptt::rng::uniform_matrix(&mut rng, 4, 2, 1.0),
+            1
+        )
+        .unwrap(),
+        None
+    );
+}
+
 fn case(seed: u64) -> harness::Case {
     harness::Case {
         input: 3,

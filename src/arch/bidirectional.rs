@@ -135,6 +135,22 @@ impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Bidirectional<C> {
         (params, dxs, vec![ds0_f, ds0_r])
     }
 
+    fn conditioning(&self, cache: &Self::Cache) -> f64 {
+        let f = cache
+            .forward
+            .caches
+            .iter()
+            .map(|c| self.forward.conditioning(c));
+        f.chain(
+            cache
+                .reverse
+                .caches
+                .iter()
+                .map(|c| self.reverse.conditioning(c)),
+        )
+        .fold(1.0, f64::max)
+    }
+
     fn kink_pattern(&self, cache: &Self::Cache, out: &mut Vec<bool>) {
         for c in &cache.forward.caches {
             self.forward.kink_pattern(c, out);

@@ -153,4 +153,8 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Dense<L> {
     fn kink_pattern(&self, caches: &Self::Cache, out: &mut Vec<bool>) {
         list::kink_pattern(&self.layers, caches, out);
     }
+
+    fn conditioning(&self, caches: &Self::Cache) -> f64 {
+        list::conditioning(&self.layers, caches)
+    }
 }

@@ -73,6 +73,11 @@ pub trait SeqLayer<T: RealField + Copy>: Clone + Send + Sync {
     /// Sign pattern of every kink argument (ReLU pre-activations) in the forward pass.
     fn kink_pattern(&self, _cache: &Self::Cache, _out: &mut Vec<bool>) {}
 
+    /// Max rounding amplification κ of the cells' backward passes (see [`Cell::conditioning`]).
+    fn conditioning(&self, _cache: &Self::Cache) -> f64 {
+        1.0
+    }
+
     /// Number of trainable scalars.
     fn parameter_count(&self) -> usize {
         self.params().iter().map(|m| m.len()).sum()
@@ -118,6 +123,16 @@ pub(crate) mod list {
     ) -> Vec<&mut DMatrix<T>> {
         layers.iter_mut().flat_map(|l| l.params_mut()).collect()
     }
+    pub fn conditioning<T: RealField + Copy, L: SeqLayer<T>>(
+        layers: &[L],
+        caches: &[L::Cache],
+    ) -> f64 {
+        layers
+            .iter()
+            .zip(caches)
+            .map(|(l, c)| l.conditioning(c))
+            .fold(1.0, f64::max)
+    }
     pub fn kink_pattern<T: RealField + Copy, L: SeqLayer<T>>(
         layers: &[L],
         caches: &[L::Cache],
@@ -125,6 +140,93 @@ pub(crate) mod list {
     ) {
         for (l, c) in layers.iter().zip(caches) {
             l.kink_pattern(c, out);
+        }
+    }
+}
+
+/// A layer that can be rebuilt over another scalar type with given parameters, in
+/// [`SeqLayer::params`] order: the forward-mode (dual-number) oracle and precision checks run
+/// the same generic code on it (see [`crate::cell::Rescalar`]).
+pub trait RescalarLayer<T: RealField + Copy>: SeqLayer<T> {
+    type With<U: RealField + Copy>: SeqLayer<U>;
+    /// This layer's structure with parameters taken, in order, from `params`.
+    fn rebuild<U: RealField + Copy>(
+        &self,
+        params: &mut dyn Iterator<Item = DMatrix<U>>,
+    ) -> Self::With<U>;
+}
+
+/// Rebuild a cell with the next `cell.params().len()` matrices of `params`.
+fn rebuild_cell<T: RealField + Copy, U: RealField + Copy, C: crate::cell::Rescalar<T>>(
+    cell: &C,
+    params: &mut dyn Iterator<Item = DMatrix<U>>,
+) -> C::With<U> {
+    let mut p = crate::Params::new();
+    for name in cell.params().names() {
+        p.push(
+            name.clone(),
+            params.next().expect("rebuild: too few parameter matrices"),
+        );
+    }
+    cell.with_params(p)
+}
+
+impl<T: RealField + Copy, C: crate::cell::Rescalar<T>> RescalarLayer<T> for Unidirectional<C> {
+    type With<U: RealField + Copy> = Unidirectional<C::With<U>>;
+    fn rebuild<U: RealField + Copy>(
+        &self,
+        params: &mut dyn Iterator<Item = DMatrix<U>>,
+    ) -> Self::With<U> {
+        Unidirectional::new(rebuild_cell(&self.cell, params))
+    }
+}
+
+impl<T: RealField + Copy, C: crate::cell::Rescalar<T>> RescalarLayer<T> for Bidirectional<C> {
+    type With<U: RealField + Copy> = Bidirectional<C::With<U>>;
+    fn rebuild<U: RealField + Copy>(
+        &self,
+        params: &mut dyn Iterator<Item = DMatrix<U>>,
+    ) -> Self::With<U> {
+        let forward = rebuild_cell(&self.forward, params);
+        Bidirectional::new(forward, rebuild_cell(&self.reverse, params))
+    }
+}
+
+impl<T: RealField + Copy, L: RescalarLayer<T>> RescalarLayer<T> for Residual<T, L> {
+    type With<U: RealField + Copy> = Residual<U, L::With<U>>;
+    fn rebuild<U: RealField + Copy>(
+        &self,
+        params: &mut dyn Iterator<Item = DMatrix<U>>,
+    ) -> Self::With<U> {
+        let inner = self.inner.rebuild(params);
+        let projection = self
+            .projection
+            .as_ref()
+            .map(|_| params.next().expect("rebuild: missing skip_proj"));
+        Residual { inner, projection }
+    }
+}
+
+impl<T: RealField + Copy, L: RescalarLayer<T>> RescalarLayer<T> for Stacked<L> {
+    type With<U: RealField + Copy> = Stacked<L::With<U>>;
+    fn rebuild<U: RealField + Copy>(
+        &self,
+        params: &mut dyn Iterator<Item = DMatrix<U>>,
+    ) -> Self::With<U> {
+        Stacked {
+            layers: self.layers.iter().map(|l| l.rebuild(params)).collect(),
+        }
+    }
+}
+
+impl<T: RealField + Copy, L: RescalarLayer<T>> RescalarLayer<T> for Dense<L> {
+    type With<U: RealField + Copy> = Dense<L::With<U>>;
+    fn rebuild<U: RealField + Copy>(
+        &self,
+        params: &mut dyn Iterator<Item = DMatrix<U>>,
+    ) -> Self::With<U> {
+        Dense {
+            layers: self.layers.iter().map(|l| l.rebuild(params)).collect(),
         }
     }
 }
@@ -249,6 +351,13 @@ impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Unidirectional<C> {
         for c in &traj.caches {
             self.cell.kink_pattern(c, out);
         }
+    }
+
+    fn conditioning(&self, traj: &Self::Cache) -> f64 {
+        traj.caches
+            .iter()
+            .map(|c| self.cell.conditioning(c))
+            .fold(1.0, f64::max)
     }
 }
 

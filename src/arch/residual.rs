@@ -121,4 +121,8 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Residual<T, L> {
     fn kink_pattern(&self, (cache, _): &Self::Cache, out: &mut Vec<bool>) {
         self.inner.kink_pattern(cache, out);
     }
+
+    fn conditioning(&self, (cache, _): &Self::Cache) -> f64 {
+        self.inner.conditioning(cache)
+    }
 }

@@ -333,6 +333,26 @@ impl<T: RealField + Copy> Cell<T> for Gru<T> {
         );
         (dx, dh_prev)
     }
+
+    fn conditioning(&self, c: &GruCache<T>) -> f64 {
+        use crate::cell::{sigmoid_conditioning, tanh_conditioning};
+        sigmoid_conditioning(c.r.iter().chain(c.z.iter())).max(tanh_conditioning(c.n.iter()))
+    }
+}
+
+impl<T: RealField + Copy> crate::cell::Rescalar<T> for Gru<T> {
+    type With<U: RealField + Copy> = Gru<U>;
+    fn with_params<U: RealField + Copy>(&self, params: Params<U>) -> Gru<U> {
+        assert_eq!(
+            params.names(),
+            self.params.names(),
+            "with_params: parameter names differ"
+        );
+        Gru {
+            variant: self.variant,
+            params,
+        }
+    }
 }
 
 use std::ops::AddAssign;

@@ -317,6 +317,24 @@ impl<T: RealField + Copy> Cell<T> for Lstm<T> {
         ds_prev.rows_mut(hidden, hidden).copy_from(&dc_prev);
         (dx, ds_prev)
     }
+
+    fn conditioning(&self, c: &LstmCache<T>) -> f64 {
+        use crate::cell::{sigmoid_conditioning, tanh_conditioning};
+        let gates = sigmoid_conditioning(c.i.iter().chain(c.f.iter()).chain(c.o.iter()));
+        gates.max(tanh_conditioning(c.g.iter().chain(c.tanh_c.iter())))
+    }
+}
+
+impl<T: RealField + Copy> crate::cell::Rescalar<T> for Lstm<T> {
+    type With<U: RealField + Copy> = Lstm<U>;
+    fn with_params<U: RealField + Copy>(&self, params: Params<U>) -> Lstm<U> {
+        assert_eq!(
+            params.names(),
+            self.params.names(),
+            "with_params: parameter names differ"
+        );
+        Lstm { params }
+    }
 }
 
 use std::ops::AddAssign;

@@ -190,9 +190,32 @@ impl<T: RealField + Copy> Cell<T> for VanillaRnn<T> {
         (dx, dh_prev)
     }
 
+    fn conditioning(&self, cache: &VanillaCache<T>) -> f64 {
+        match self.activation {
+            Activation::Tanh => crate::cell::tanh_conditioning(cache.h.iter()),
+            Activation::Sigmoid => crate::cell::sigmoid_conditioning(cache.h.iter()),
+            Activation::Relu | Activation::Identity => 1.0,
+        }
+    }
+
     fn kink_pattern(&self, cache: &VanillaCache<T>, out: &mut Vec<bool>) {
         if self.activation.has_kink() {
             out.extend(cache.a.iter().map(|&a| a > T::zero()));
+        }
+    }
+}
+
+impl<T: RealField + Copy> crate::cell::Rescalar<T> for VanillaRnn<T> {
+    type With<U: RealField + Copy> = VanillaRnn<U>;
+    fn with_params<U: RealField + Copy>(&self, params: Params<U>) -> VanillaRnn<U> {
+        assert_eq!(
+            params.names(),
+            self.params.names(),
+            "with_params: parameter names differ"
+        );
+        VanillaRnn {
+            activation: self.activation,
+            params,
         }
     }
 }

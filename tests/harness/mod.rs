@@ -327,6 +327,52 @@ pub fn check_rerun<C: Cell<f64>>(
     Ok(())
 }
 
+/// The adjoint identity ⟨v, J u⟩ = ⟨Jᵀ v, u⟩ with J u from dual numbers (exact forward mode):
+/// error ≤ 1e-12 relative to the sum of the absolute terms.
+pub fn check_adjoint<C: bptt::cell::Rescalar<f64>>(
+    case: &Case,
+    make: impl MakeCell<C>,
+) -> Result<(), TestCaseError> {
+    let p = problem(case, make);
+    let a = bptt::oracle::adjoint_sequence(&p.model.cell, &p.xs, &p.s0, case.seed)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert!(a.passed(), "{case:?}: {a:?}");
+    Ok(())
+}
+
+/// Richardson extrapolation: for a correct gradient, the analytic value lies within the error
+/// estimate of every non-kink entry, and the Taylor remainder shrinks at order ≈ 2 (smooth cells).
+pub fn check_richardson_and_taylor<C: Cell<f64>>(
+    case: &Case,
+    make: impl MakeCell<C>,
+    smooth: bool,
+) -> Result<(), TestCaseError> {
+    let p = problem(case, make);
+    let entries =
+        gradcheck::check_richardson(&p).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    for e in entries.iter().filter(|e| !e.kink) {
+        prop_assert!(e.consistent(), "{case:?}: {e:?}");
+    }
+    if smooth {
+        let (points, order) = gradcheck::taylor_test(&p, case.seed)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(
+            order.is_nan() || (order - 2.0).abs() < 0.3,
+            "{case:?}: Taylor order {order}, {points:?}"
+        );
+    }
+    Ok(())
+}
+
+/// Fewer cases for the expensive oracles (Richardson: ~20 evaluations per entry).
+pub fn expensive_config() -> Config {
+    let mut c = config();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        c.cases = 64;
+    }
+    c
+}
+
 /// Cases that once failed (before the checker's floor was sized by the loss magnitude and
 /// finite differences carried their own error estimate): tiny gradients under rounding noise,
 /// exploding ReLU/linear networks, chaotic saturated tanh networks. Kept as explicit
@@ -420,6 +466,9 @@ pub fn regression_cases() -> Vec<Case> {
 #[macro_export]
 macro_rules! register_cell {
     ($name:ident, $make:expr) => {
+        register_cell!($name, $make, smooth = true);
+    };
+    ($name:ident, $make:expr, smooth = $smooth:expr) => {
         mod $name {
             use super::*;
             use proptest::prelude::*;
@@ -454,6 +503,20 @@ macro_rules! register_cell {
                 #[test]
                 fn reruns_are_bit_identical(case in harness::cases()) {
                     harness::check_rerun(&case, $make)?;
+                }
+
+                #[test]
+                fn adjoint_identity_holds_with_dual_numbers(case in harness::cases()) {
+                    harness::check_adjoint(&case, $make)?;
+                }
+            }
+
+            proptest! {
+                #![proptest_config(harness::expensive_config())]
+
+                #[test]
+                fn richardson_estimates_and_taylor_orders_agree(case in harness::cases()) {
+                    harness::check_richardson_and_taylor(&case, $make, $smooth)?;
                 }
             }
         }
