@@ -512,12 +512,5 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err((code, msg)) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(code)
-        }
-    }
+    bptt::experiment::exit(run(&Args::parse()))
 }

@@ -89,6 +89,37 @@ pub fn sigmoid_conditioning<'a, T: RealField + Copy>(ss: impl IntoIterator<Item 
     })
 }
 
+/// PyTorch's four parameters of a cell with `gates` gate blocks, all zero: `weight_ih`
+/// (G·H × D), `weight_hh` (G·H × H), `bias_ih`, `bias_hh` (G·H × 1).
+pub(crate) fn gate_params<T: RealField + Copy>(
+    gates: usize,
+    input: usize,
+    hidden: usize,
+) -> Params<T> {
+    let mut params = Params::new();
+    params.push("weight_ih", DMatrix::zeros(gates * hidden, input));
+    params.push("weight_hh", DMatrix::zeros(gates * hidden, hidden));
+    params.push("bias_ih", DMatrix::zeros(gates * hidden, 1));
+    params.push("bias_hh", DMatrix::zeros(gates * hidden, 1));
+    params
+}
+
+/// Redraw every entry of `params` from U(−bound, bound), matrix by matrix in order.
+pub(crate) fn randomize<T: RealField + Copy>(
+    params: &mut Params<T>,
+    bound: f64,
+    rng: &mut crate::rng::Rng,
+) {
+    for m in params.tensors_mut() {
+        *m = crate::rng::uniform_matrix(rng, m.nrows(), m.ncols(), bound);
+    }
+}
+
+/// PyTorch's default initialisation bound 1/√H.
+pub(crate) fn pytorch_bound(hidden: usize) -> f64 {
+    1.0 / (hidden.max(1) as f64).sqrt()
+}
+
 /// A cell that can be rebuilt over another scalar type with given parameters (same names,
 /// order and shapes): runs the *same* generic forward code on dual numbers (the exact
 /// forward-mode oracle of `crate::oracle`) or in f32 (precision checks).

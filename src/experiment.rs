@@ -184,6 +184,18 @@ impl ChunkStore {
     }
 }
 
+/// An experiment binary's exit: `Ok` → 0; `Err((code, message))` → the message on stderr as
+/// `error: …` and the code (1 for I/O failures, 2 for bad arguments).
+pub fn exit(result: Result<(), (u8, String)>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err((code, msg)) => {
+            eprintln!("error: {msg}");
+            std::process::ExitCode::from(code)
+        }
+    }
+}
+
 /// The git commit of the source tree this binary was built from, if git can tell.
 pub fn git_commit() -> Option<String> {
     let out = std::process::Command::new("git")

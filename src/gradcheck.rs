@@ -142,19 +142,6 @@ impl Report {
             })
             .fold(0.0, f64::max)
     }
-    /// Largest error over the entries the finite difference resolves (verdict Pass or Fail).
-    pub fn max_resolved_error(&self) -> f64 {
-        self.judged()
-            .filter(|e| e.verdict != Verdict::Unresolved)
-            .map(|e| {
-                if e.error.is_nan() {
-                    f64::INFINITY
-                } else {
-                    e.error
-                }
-            })
-            .fold(0.0, f64::max)
-    }
     /// Whether no entry failed.
     pub fn passed(&self) -> bool {
         self.count(Verdict::Fail) == 0

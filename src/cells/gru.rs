@@ -27,7 +27,7 @@ use nalgebra::{DMatrix, RealField};
 
 use crate::activation::sigmoid;
 use crate::cell::affine;
-use crate::rng::{Rng, uniform_matrix};
+use crate::rng::Rng;
 use crate::{BpttError, Cell, Params};
 
 /// Index of `weight_ih` (3H × D) in [`Gru::params`].
@@ -111,11 +111,7 @@ pub struct GruCache<T: RealField + Copy> {
 impl<T: RealField + Copy> Gru<T> {
     /// A GRU with all parameters zero.
     pub fn zeros(input_size: usize, hidden_size: usize, variant: GruVariant) -> Self {
-        let mut params = Params::new();
-        params.push("weight_ih", DMatrix::zeros(3 * hidden_size, input_size));
-        params.push("weight_hh", DMatrix::zeros(3 * hidden_size, hidden_size));
-        params.push("bias_ih", DMatrix::zeros(3 * hidden_size, 1));
-        params.push("bias_hh", DMatrix::zeros(3 * hidden_size, 1));
+        let params = crate::cell::gate_params(3, input_size, hidden_size);
         Gru { variant, params }
     }
 
@@ -144,9 +140,7 @@ impl<T: RealField + Copy> Gru<T> {
         rng: &mut Rng,
     ) -> Self {
         let mut cell = Self::zeros(input_size, hidden_size, variant);
-        for m in cell.params.tensors_mut() {
-            *m = uniform_matrix(rng, m.nrows(), m.ncols(), bound);
-        }
+        crate::cell::randomize(&mut cell.params, bound, rng);
         cell
     }
 
@@ -161,7 +155,7 @@ impl<T: RealField + Copy> Gru<T> {
             input_size,
             hidden_size,
             variant,
-            1.0 / (hidden_size.max(1) as f64).sqrt(),
+            crate::cell::pytorch_bound(hidden_size),
             rng,
         )
     }

@@ -28,7 +28,7 @@ use nalgebra::{DMatrix, RealField};
 
 use crate::activation::sigmoid;
 use crate::cell::affine;
-use crate::rng::{Rng, uniform_matrix};
+use crate::rng::Rng;
 use crate::{Cell, Params};
 
 /// Index of `weight_ih` (4H × D) in [`Lstm::params`].
@@ -88,11 +88,7 @@ pub struct LstmCache<T: RealField + Copy> {
 impl<T: RealField + Copy> Lstm<T> {
     /// An LSTM with all parameters zero.
     pub fn zeros(input_size: usize, hidden_size: usize) -> Self {
-        let mut params = Params::new();
-        params.push("weight_ih", DMatrix::zeros(4 * hidden_size, input_size));
-        params.push("weight_hh", DMatrix::zeros(4 * hidden_size, hidden_size));
-        params.push("bias_ih", DMatrix::zeros(4 * hidden_size, 1));
-        params.push("bias_hh", DMatrix::zeros(4 * hidden_size, 1));
+        let params = crate::cell::gate_params(4, input_size, hidden_size);
         Lstm { params }
     }
 
@@ -114,9 +110,7 @@ impl<T: RealField + Copy> Lstm<T> {
     /// Every parameter drawn from U(−bound, bound).
     pub fn uniform(input_size: usize, hidden_size: usize, bound: f64, rng: &mut Rng) -> Self {
         let mut cell = Self::zeros(input_size, hidden_size);
-        for m in cell.params.tensors_mut() {
-            *m = uniform_matrix(rng, m.nrows(), m.ncols(), bound);
-        }
+        crate::cell::randomize(&mut cell.params, bound, rng);
         cell
     }
 
@@ -125,7 +119,7 @@ impl<T: RealField + Copy> Lstm<T> {
         Self::uniform(
             input_size,
             hidden_size,
-            1.0 / (hidden_size.max(1) as f64).sqrt(),
+            crate::cell::pytorch_bound(hidden_size),
             rng,
         )
     }

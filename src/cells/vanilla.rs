@@ -19,7 +19,7 @@ use nalgebra::{DMatrix, RealField};
 
 use crate::activation::Activation;
 use crate::cell::affine;
-use crate::rng::{Rng, uniform_matrix};
+use crate::rng::Rng;
 use crate::{Cell, Params};
 
 /// Index of `weight_ih` (H × D) in [`VanillaRnn::params`].
@@ -54,11 +54,7 @@ pub struct VanillaCache<T: RealField + Copy> {
 impl<T: RealField + Copy> VanillaRnn<T> {
     /// A cell with all parameters zero.
     pub fn zeros(input_size: usize, hidden_size: usize, activation: Activation) -> Self {
-        let mut params = Params::new();
-        params.push("weight_ih", DMatrix::zeros(hidden_size, input_size));
-        params.push("weight_hh", DMatrix::zeros(hidden_size, hidden_size));
-        params.push("bias_ih", DMatrix::zeros(hidden_size, 1));
-        params.push("bias_hh", DMatrix::zeros(hidden_size, 1));
+        let params = crate::cell::gate_params(1, input_size, hidden_size);
         VanillaRnn { activation, params }
     }
 
@@ -87,9 +83,7 @@ impl<T: RealField + Copy> VanillaRnn<T> {
         rng: &mut Rng,
     ) -> Self {
         let mut cell = Self::zeros(input_size, hidden_size, activation);
-        for m in cell.params.tensors_mut() {
-            *m = uniform_matrix(rng, m.nrows(), m.ncols(), bound);
-        }
+        crate::cell::randomize(&mut cell.params, bound, rng);
         cell
     }
 
@@ -100,7 +94,7 @@ impl<T: RealField + Copy> VanillaRnn<T> {
         activation: Activation,
         rng: &mut Rng,
     ) -> Self {
-        let bound = 1.0 / (hidden_size.max(1) as f64).sqrt();
+        let bound = crate::cell::pytorch_bound(hidden_size);
         Self::uniform(input_size, hidden_size, activation, bound, rng)
     }
 
@@ -225,7 +219,7 @@ use std::ops::AddAssign;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::stream;
+    use crate::rng::{stream, uniform_matrix};
 
     #[test]
     fn names_and_shapes_follow_pytorch() {
