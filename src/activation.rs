@@ -169,6 +169,17 @@ mod tests {
     }
 
     #[test]
+    fn relu_derivative_at_the_kink_is_zero_as_in_pytorch() {
+        // PyTorch's threshold_backward passes gradient only where a > 0
+        assert_eq!(Activation::Relu.derivative(0.0f64, 0.0), 0.0);
+        assert_eq!(Activation::Relu.derivative(-0.0f64, 0.0), 0.0);
+        assert_eq!(
+            Activation::Relu.derivative(f64::MIN_POSITIVE, f64::MIN_POSITIVE),
+            1.0
+        );
+    }
+
+    #[test]
     fn names_round_trip() {
         for act in Activation::ALL {
             assert_eq!(act.name().parse::<Activation>().unwrap(), act);

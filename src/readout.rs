@@ -167,6 +167,21 @@ mod tests {
     }
 
     #[test]
+    fn mse_is_the_mean_of_squared_differences() {
+        // y − t = [1, −2, 0.5, 0]: mean of squares (1 + 4 + 0.25 + 0)/4, gradient 2(y − t)/4
+        let y = DMatrix::from_row_slice(2, 2, &[1.0f64, 2.0, 0.5, -1.0]);
+        let t = DMatrix::from_row_slice(2, 2, &[0.0f64, 4.0, 0.0, -1.0]);
+        let (l, dy) = mse(&y, &t).unwrap();
+        assert_relative_eq!(l, 5.25 / 4.0, epsilon = 1e-16, max_relative = 1e-15);
+        assert_relative_eq!(
+            dy,
+            DMatrix::from_row_slice(2, 2, &[0.5, -1.0, 0.25, 0.0]),
+            epsilon = 1e-16,
+            max_relative = 1e-15
+        );
+    }
+
+    #[test]
     fn losses_reject_bad_targets() {
         let y = DMatrix::<f64>::zeros(3, 2);
         assert!(softmax_cross_entropy(&y, &[0]).is_err());

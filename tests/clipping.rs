@@ -139,3 +139,33 @@ fn thresholds_must_be_positive_and_finite() {
     let zero = Params::<f64>::new();
     assert_eq!(global_norm(&[&zero]), 0.0);
 }
+
+/// Algorithm 1 clips when ‖g‖ ≥ threshold: at exact equality the step is "rescaled" by 1.
+#[test]
+fn norm_equal_to_the_threshold_counts_as_clipped() {
+    let mut g = Params::new();
+    g.push("w", nalgebra::DMatrix::from_row_slice(1, 2, &[3.0f64, 4.0]));
+    let clip = clip_global_norm(&mut [&mut g], 5.0).unwrap();
+    assert_eq!(
+        clip,
+        Clip::Rescaled {
+            norm: 5.0,
+            scale: 1.0
+        }
+    );
+    assert_eq!(g[0].as_slice(), &[3.0, 4.0]);
+    let clip = clip_global_norm(&mut [&mut g], 5.000000000000001).unwrap();
+    assert_eq!(clip, Clip::Unchanged { norm: 5.0 });
+}
+
+/// Entries exactly at ±limit are inside the interval: not counted as changed.
+#[test]
+fn value_clipping_leaves_entries_at_the_limit_alone() {
+    let mut g = Params::new();
+    g.push(
+        "w",
+        nalgebra::DMatrix::from_row_slice(1, 4, &[0.5f64, -0.5, 0.7, -0.9]),
+    );
+    assert_eq!(clip_value(&mut [&mut g], 0.5).unwrap(), 2);
+    assert_eq!(g[0].as_slice(), &[0.5, -0.5, 0.5, -0.5]);
+}
