@@ -13,7 +13,7 @@ command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants
 # fewer random cases per property than the default 1024: every mutant reruns the suite, and a
 # wrong backward pass fails within the first few cases (the fixed seed keeps this reproducible)
 export PROPTEST_CASES="${PROPTEST_CASES:-64}"
-cargo mutants --no-shuffle --timeout 600 --profile mutants --output target/mutants \
+cargo mutants --no-shuffle --timeout 600 --profile mutants --output "${MUTANTS_OUT:-target/mutants}" \
   --file src/cells/vanilla.rs --file src/cells/lstm.rs --file src/cells/gru.rs \
   --file src/sequence.rs --file src/arch/mod.rs --file src/arch/bidirectional.rs \
   --file src/arch/residual.rs --file src/arch/stacked.rs --file src/arch/dense.rs \

@@ -49,13 +49,18 @@ pub mod fastmath;
 pub mod gradcheck;
 pub mod import;
 pub mod model;
+pub mod omega;
+pub mod optim;
 pub mod oracle;
 pub mod params;
+pub mod pathological;
 pub mod readout;
 pub mod rng;
 pub mod sequence;
 pub mod spectral;
 pub mod sweep;
+pub mod tasks;
+pub mod train;
 
 pub use activation::Activation;
 pub use cell::Cell;

@@ -291,7 +291,7 @@ impl VanillaKernel {
 }
 
 /// `h = σ(a)` element-wise, one loop per activation so that each vectorises.
-fn activate(act: Activation, a: &[f64], h: &mut [f64]) {
+pub(crate) fn activate(act: Activation, a: &[f64], h: &mut [f64]) {
     match act {
         Activation::Tanh => crate::fastmath::tanh_slice(a, h),
         Activation::Identity => h.copy_from_slice(a),
@@ -307,7 +307,13 @@ fn activate(act: Activation, a: &[f64], h: &mut [f64]) {
 }
 
 /// Backprop through σ: `da = g ⊙ σ'(a)`, with σ' from the saved `a` and `h`.
-fn backprop_activation(act: Activation, g: &[f64], a: &[f64], h: &[f64], da: &mut [f64]) {
+pub(crate) fn backprop_activation(
+    act: Activation,
+    g: &[f64],
+    a: &[f64],
+    h: &[f64],
+    da: &mut [f64],
+) {
     match act {
         Activation::Tanh => da
             .iter_mut()
@@ -326,7 +332,7 @@ fn backprop_activation(act: Activation, g: &[f64], a: &[f64], h: &[f64], da: &mu
 }
 
 /// A faer view of a nalgebra matrix (both column-major and contiguous: no copy).
-fn view(m: &DMatrix<f64>) -> MatRef<'_, f64> {
+pub(crate) fn view(m: &DMatrix<f64>) -> MatRef<'_, f64> {
     MatRef::from_column_major_slice(m.as_slice(), m.nrows(), m.ncols())
 }
 

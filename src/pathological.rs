@@ -1,0 +1,423 @@
+//! Pascanu, Mikolov & Bengio (2013) §4.1: one training run of a vanilla RNN on a pathological
+//! task — the paper's initialisations (§4.1.1), its three algorithms (SGD, SGD-C, SGD-CR), its
+//! success criterion — reusable by the `pathological` binary and the tests.
+//!
+//! Randomness of a run comes from `stream(seed, [task, init, min length, max length,
+//! replicate, purpose])` with purpose 0 = initial weights, 1 = training batches, 2 = validation,
+//! 3 = the final test. The algorithm is *not* in the path: SGD, SGD-C and SGD-CR of one
+//! replicate start from the same weights and see the same batches (common random numbers), so
+//! their differences are the algorithms'.
+
+use std::fmt;
+use std::str::FromStr;
+
+use nalgebra::DMatrix;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::cells::vanilla::WEIGHT_HH;
+use crate::optim::{Optimizer, OptimizerState};
+use crate::readout::{BIAS, WEIGHT};
+use crate::rng::{Rng, stream};
+use crate::tasks::{Batch, Task};
+use crate::train::{Grads, RnnModel, UpdateRecord, UpdateRule, Workspace};
+use crate::{Activation, BpttError, Cell, Model, Readout, VanillaRnn};
+
+/// Error rate below which a task counts as solved (on [`TEST_SEQUENCES`] fresh sequences).
+pub const SUCCESS_ERROR: f64 = 0.01;
+/// Size of the final test.
+pub const TEST_SEQUENCES: usize = 10_000;
+
+/// The initialisations of §4.1.1 (biases zero; the paper code's scales).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Init {
+    /// Sigmoid units, every weight N(0, 0.01²).
+    Sigmoid,
+    /// Tanh units, every weight N(0, 0.1²).
+    BasicTanh,
+    /// Tanh units; input and output weights N(0, 0.01²); `W_hh` N(0, 0.01²) with 15 non-zeros
+    /// per row, rescaled to spectral radius 0.95.
+    SmartTanh,
+}
+
+pub const ALL_INITS: [Init; 3] = [Init::Sigmoid, Init::BasicTanh, Init::SmartTanh];
+
+/// Non-zeros per row and spectral radius of the smart-tanh recurrent matrix.
+pub const SMART_NONZEROS: usize = 15;
+pub const SMART_RADIUS: f64 = 0.95;
+
+fn normal(rows: usize, cols: usize, sd: f64, rng: &mut Rng) -> DMatrix<f64> {
+    DMatrix::from_fn(rows, cols, |_, _| {
+        let z: f64 = StandardNormal.sample(rng);
+        sd * z
+    })
+}
+
+impl Init {
+    pub fn name(self) -> &'static str {
+        match self {
+            Init::Sigmoid => "sigmoid",
+            Init::BasicTanh => "basic-tanh",
+            Init::SmartTanh => "smart-tanh",
+        }
+    }
+    pub fn id(self) -> u64 {
+        self as u64
+    }
+    pub fn activation(self) -> Activation {
+        match self {
+            Init::Sigmoid => Activation::Sigmoid,
+            Init::BasicTanh | Init::SmartTanh => Activation::Tanh,
+        }
+    }
+
+    /// A model for `task` with `hidden` units, drawn from `rng`.
+    pub fn build(self, task: Task, hidden: usize, rng: &mut Rng) -> Result<RnnModel, BpttError> {
+        let (d, o) = (task.input_size(), task.output_size());
+        let sd = if self == Init::BasicTanh { 0.1 } else { 0.01 };
+        let mut cell = VanillaRnn::zeros(d, hidden, self.activation());
+        let w_ih = normal(hidden, d, sd, rng);
+        let w_hh = if self == Init::SmartTanh {
+            smart_recurrent(hidden, rng)?
+        } else {
+            normal(hidden, hidden, sd, rng)
+        };
+        cell.params_mut()[crate::cells::vanilla::WEIGHT_IH] = w_ih;
+        cell.params_mut()[WEIGHT_HH] = w_hh;
+        let mut readout = Readout::uniform(hidden, o, 0.0, rng);
+        readout.params_mut()[WEIGHT] = normal(o, hidden, sd, rng);
+        readout.params_mut()[BIAS].fill(0.0);
+        Model::new(cell, readout)
+    }
+}
+
+/// Sparse N(0, 0.01²) with [`SMART_NONZEROS`] per row, rescaled to [`SMART_RADIUS`]; a matrix
+/// whose eigenvalues do not converge (or with ρ = 0) is redrawn.
+fn smart_recurrent(n: usize, rng: &mut Rng) -> Result<DMatrix<f64>, BpttError> {
+    for _ in 0..100 {
+        let k = SMART_NONZEROS.min(n);
+        let mut w = DMatrix::zeros(n, n);
+        let mut cols: Vec<usize> = (0..n).collect();
+        for i in 0..n {
+            // partial Fisher–Yates: k distinct columns
+            for j in 0..k {
+                let pick = rand::RngExt::random_range(rng, j..n);
+                cols.swap(j, pick);
+            }
+            for &c in &cols[..k] {
+                let z: f64 = StandardNormal.sample(rng);
+                w[(i, c)] = 0.01 * z;
+            }
+        }
+        if let Ok(rho) = crate::spectral::spectral_radius(&w)
+            && rho > 0.0
+        {
+            return Ok(w * (SMART_RADIUS / rho));
+        }
+    }
+    Err(BpttError::Invalid(
+        "smart-tanh: 100 draws without a usable spectrum".into(),
+    ))
+}
+
+impl FromStr for Init {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ALL_INITS
+            .iter()
+            .copied()
+            .find(|i| i.name() == s)
+            .ok_or_else(|| {
+                format!("unknown init '{s}' (expected sigmoid, basic-tanh or smart-tanh)")
+            })
+    }
+}
+
+impl fmt::Display for Init {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The algorithms compared in the paper's Fig. 7.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Algorithm {
+    /// Plain SGD: no clipping, no regularizer, no safety net.
+    Sgd,
+    /// SGD with global-norm clipping (and the safety net, as in the paper's code).
+    SgdC,
+    /// SGD-C plus the regularizer Ω with weight α.
+    SgdCR,
+}
+
+pub const ALL_ALGORITHMS: [Algorithm; 3] = [Algorithm::Sgd, Algorithm::SgdC, Algorithm::SgdCR];
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sgd => "sgd",
+            Algorithm::SgdC => "sgd-c",
+            Algorithm::SgdCR => "sgd-cr",
+        }
+    }
+    /// The update rule of this algorithm under the run's hyper-parameters.
+    pub fn rule(self, h: &Hyper) -> UpdateRule {
+        let clipping = self != Algorithm::Sgd;
+        UpdateRule {
+            clip: clipping.then_some(h.clip),
+            alpha: if self == Algorithm::SgdCR {
+                h.alpha
+            } else {
+                0.0
+            },
+            omega_bound: h.omega_bound,
+            safety_net: clipping,
+            measure_omega: false,
+        }
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ALL_ALGORITHMS
+            .iter()
+            .copied()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| format!("unknown algorithm '{s}' (expected sgd, sgd-c or sgd-cr)"))
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Hyper-parameters shared by every run of a grid (defaults: the paper's).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Hyper {
+    pub hidden: usize,
+    pub batch: usize,
+    pub optimizer: Optimizer,
+    pub clip: f64,
+    pub alpha: f64,
+    pub omega_bound: f64,
+    /// Update budget per run.
+    pub updates: u64,
+    /// Validate every this many updates (and log every `log_every`).
+    pub eval_every: u64,
+    pub log_every: u64,
+    /// Validation sequences per evaluation.
+    pub eval_sequences: usize,
+}
+
+impl Default for Hyper {
+    fn default() -> Self {
+        Hyper {
+            hidden: 50,
+            batch: 20,
+            optimizer: Optimizer::sgd(0.01),
+            clip: 1.0,
+            alpha: 2.0,
+            omega_bound: crate::omega::DEFAULT_BOUND,
+            updates: 10_000,
+            eval_every: 500,
+            log_every: 10,
+            eval_sequences: 1000,
+        }
+    }
+}
+
+/// One run of the grid.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct RunSpec {
+    pub task: Task,
+    pub init: Init,
+    pub algorithm: Algorithm,
+    /// Training lengths: each batch's length is drawn from `min..=max` (equal: fixed).
+    pub min_length: usize,
+    pub max_length: usize,
+    /// Replicate index (the seed of the run within the grid).
+    pub replicate: u64,
+}
+
+impl RunSpec {
+    fn stream(&self, seed: u64, purpose: u64) -> Rng {
+        stream(
+            seed,
+            &[
+                self.task.id(),
+                self.init.id(),
+                self.min_length as u64,
+                self.max_length as u64,
+                self.replicate,
+                purpose,
+            ],
+        )
+    }
+    fn draw_length(&self, rng: &mut Rng) -> usize {
+        if self.max_length > self.min_length {
+            rand::RngExt::random_range(rng, self.min_length..=self.max_length)
+        } else {
+            self.min_length
+        }
+    }
+    /// A readable identifier (file names of saved models).
+    pub fn id(&self) -> String {
+        let len = if self.min_length == self.max_length {
+            format!("T{}", self.min_length)
+        } else {
+            format!("T{}-{}", self.min_length, self.max_length)
+        };
+        format!(
+            "{}_{}_{}_{len}_s{}",
+            self.task, self.init, self.algorithm, self.replicate
+        )
+    }
+}
+
+/// One logged point of a learning curve.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CurvePoint {
+    /// Updates done (1-based: the record of update `update`).
+    pub update: u64,
+    pub record: UpdateRecord,
+    /// Largest gradient norm since the previous point (explosions between logged updates).
+    pub max_grad_norm: f64,
+    /// Updates clipped / caught by the safety net since the previous point.
+    pub clipped: u64,
+    pub safety: u64,
+    /// Validation error rate, at evaluation points.
+    pub valid_error: Option<f64>,
+}
+
+/// The result of a run.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub updates: u64,
+    /// Error rate on [`TEST_SEQUENCES`] fresh sequences at the end.
+    pub test_error: f64,
+    pub success: bool,
+    /// The parameters became non-finite (plain SGD after an explosion): the run stopped.
+    pub diverged: bool,
+    pub model: RnnModel,
+    pub curve: Vec<CurvePoint>,
+}
+
+/// Error rate of `model` on `n` fresh sequences drawn (in batches of at most 1000) from
+/// `rng`, each batch of a length drawn by `length`.
+pub fn error_rate(
+    ws: &mut Workspace,
+    model: &RnnModel,
+    task: Task,
+    n: usize,
+    rng: &mut Rng,
+    mut length: impl FnMut(&mut Rng) -> usize,
+) -> Result<f64, BpttError> {
+    let mut errors = 0;
+    let mut done = 0;
+    while done < n {
+        let b = (n - done).min(1000);
+        let l = length(rng);
+        let batch = task.generate(rng, b, l)?;
+        errors += ws.evaluate(model, &batch)?.0;
+        done += b;
+    }
+    Ok(errors as f64 / n as f64)
+}
+
+/// Train one run: up to `h.updates` updates, validation every `h.eval_every`; when the
+/// validation error falls below 1% the final test decides, and a success stops the run.
+pub fn train(spec: &RunSpec, h: &Hyper, seed: u64) -> Result<Outcome, BpttError> {
+    let mut model = spec
+        .init
+        .build(spec.task, h.hidden, &mut spec.stream(seed, 0))?;
+    let mut data = spec.stream(seed, 1);
+    let mut valid = spec.stream(seed, 2);
+    let mut ws = Workspace::default();
+    let mut grads = Grads::zeros_like(&model);
+    let mut opt = OptimizerState::new(h.optimizer, &[model.cell.params(), model.readout.params()])?;
+    let rule = spec.algorithm.rule(h);
+    let mut curve = Vec::new();
+    let (mut max_norm, mut clipped, mut safety) = (0.0f64, 0, 0);
+    let mut diverged = false;
+    let mut tested: Option<(u64, f64)> = None;
+    let mut n = 0;
+    while n < h.updates {
+        let len = spec.draw_length(&mut data);
+        let batch: Batch = spec.task.generate(&mut data, h.batch, len)?;
+        let rec = ws.update(&mut model, &batch, &rule, &mut opt, &mut grads)?;
+        n += 1;
+        max_norm = if rec.grad_norm.is_nan() || max_norm.is_nan() {
+            f64::NAN
+        } else {
+            max_norm.max(rec.grad_norm)
+        };
+        clipped += rec.clipped as u64;
+        safety += rec.safety as u64;
+        let finite = model.cell.params().is_finite() && model.readout.params().is_finite();
+        let evaluate = n % h.eval_every == 0 || n == h.updates || !finite;
+        if n % h.log_every == 0 || evaluate {
+            let valid_error = if evaluate {
+                Some(error_rate(
+                    &mut ws,
+                    &model,
+                    spec.task,
+                    h.eval_sequences,
+                    &mut valid,
+                    |r| spec.draw_length(r),
+                )?)
+            } else {
+                None
+            };
+            curve.push(CurvePoint {
+                update: n,
+                record: rec,
+                max_grad_norm: max_norm,
+                clipped,
+                safety,
+                valid_error,
+            });
+            (max_norm, clipped, safety) = (0.0, 0, 0);
+            if !finite {
+                diverged = true;
+                break;
+            }
+            if valid_error.is_some_and(|e| e < SUCCESS_ERROR) {
+                let e = final_test(&mut ws, &model, spec, seed)?;
+                tested = Some((n, e));
+                if e < SUCCESS_ERROR {
+                    break;
+                }
+            }
+        }
+    }
+    let test_error = match tested {
+        // tested at the final parameters already
+        Some((at, e)) if at == n => e,
+        _ => final_test(&mut ws, &model, spec, seed)?,
+    };
+    Ok(Outcome {
+        updates: n,
+        test_error,
+        success: !diverged && test_error < SUCCESS_ERROR,
+        diverged,
+        model,
+        curve,
+    })
+}
+
+/// The final test: [`TEST_SEQUENCES`] fresh sequences from the run's test stream (the same
+/// sequences whenever it is called).
+fn final_test(
+    ws: &mut Workspace,
+    model: &RnnModel,
+    spec: &RunSpec,
+    seed: u64,
+) -> Result<f64, BpttError> {
+    let mut rng = spec.stream(seed, 3);
+    error_rate(ws, model, spec.task, TEST_SEQUENCES, &mut rng, |r| {
+        spec.draw_length(r)
+    })
+}
