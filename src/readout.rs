@@ -182,6 +182,17 @@ mod tests {
     }
 
     #[test]
+    fn cross_entropy_magnitude_is_the_batch_mean_of_the_cancelling_terms() {
+        // column 0: logits (−800, 800), class 0: logsumexp = 800, |800| + |−800| = 1600;
+        // column 1: (1, 1), class 1: logsumexp = 1 + ln 2, plus |1|. Λ is the mean over the
+        // batch, and finite although exp(1600) is not: the shift is the column maximum.
+        let y = DMatrix::from_column_slice(2, 2, &[-800.0f64, 800.0, 1.0, 1.0]);
+        let lambda = softmax_cross_entropy_magnitude(&y, &[0, 1]);
+        let want = (1600.0 + (2.0 + 2f64.ln())) / 2.0;
+        assert_relative_eq!(lambda, want, epsilon = 1e-12, max_relative = 1e-15);
+    }
+
+    #[test]
     fn losses_reject_bad_targets() {
         let y = DMatrix::<f64>::zeros(3, 2);
         assert!(softmax_cross_entropy(&y, &[0]).is_err());

@@ -1,0 +1,291 @@
+//! The `pathological` binary as a researcher uses it: output schemas, saved models that load
+//! back, determinism across thread counts and shards, resume after `kill -9`, the
+//! generalisation mode, bad flags.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bptt::import::StateDict;
+use bptt::{Activation, VanillaRnn};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pathological");
+
+fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "bptt-path-{}-{tag}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("binary runs")
+}
+
+fn run_ok(args: &[&str]) -> Output {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn read(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()))
+}
+
+/// 2 inits × 3 algorithms × 2 lengths × 2 seeds = 24 short runs (with `--updates 40
+/// --lengths 10,14`).
+const SMALL: &[&str] = &[
+    "--inits",
+    "smart-tanh,sigmoid",
+    "--seeds",
+    "2",
+    "--eval-every",
+    "20",
+    "--log-every",
+    "5",
+    "--eval-sequences",
+    "50",
+    "--hidden",
+    "8",
+    "--quiet",
+];
+
+fn small(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["--out", dir.to_str().unwrap()];
+    args.extend_from_slice(SMALL);
+    args.extend_from_slice(&["--updates", "40", "--lengths", "10,14"]);
+    args.extend_from_slice(extra);
+    run_ok(&args)
+}
+
+#[test]
+fn csv_schemas_sidecar_and_models() {
+    let dir = temp_dir("schema");
+    small(&dir, &[]);
+    let fin = read(&dir, "final.csv");
+    let mut lines = fin.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "task,init,algorithm,length,seed,updates,test_error,success,diverged,clipped_updates,safety_updates"
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 24);
+    assert!(
+        rows[0].starts_with("temporal-order,smart-tanh,sgd,10,0,"),
+        "{}",
+        rows[0]
+    );
+    for r in &rows {
+        let f: Vec<&str> = r.split(',').collect();
+        assert_eq!(f.len(), 11);
+        let err: f64 = f[6].parse().unwrap();
+        assert!((0.0..=1.0).contains(&err));
+        // plain SGD never clips
+        if f[2] == "sgd" {
+            assert_eq!(&f[9..], ["0", "0"]);
+        }
+    }
+    let curves = read(&dir, "curves.csv");
+    let header = curves.lines().next().unwrap();
+    assert_eq!(
+        header,
+        "task,init,algorithm,length,seed,update,loss,grad_norm,max_grad_norm,clipped,safety,omega,valid_error"
+    );
+    // 40 updates logged every 5: 8 rows per run, validation at 20 and 40
+    assert_eq!(curves.lines().count(), 1 + 24 * 8);
+    let first: Vec<&str> = curves.lines().nth(4).unwrap().split(',').collect();
+    assert_eq!(first[5], "20");
+    assert!(!first[12].is_empty());
+    assert!(
+        curves.lines().nth(1).unwrap().ends_with(','),
+        "no validation at update 5"
+    );
+    // Ω is measured only where it is used
+    for l in curves.lines().skip(1) {
+        let f: Vec<&str> = l.split(',').collect();
+        let omega: f64 = f[11].parse().unwrap();
+        assert_eq!(omega == 0.0, f[2] != "sgd-cr", "{l}");
+    }
+    let side: serde_json::Value = serde_json::from_str(&read(&dir, "pathological.json")).unwrap();
+    assert_eq!(side["runs"], 24);
+    assert_eq!(side["plan"]["hyper"]["alpha"], 2.0);
+    assert!(side["wall_seconds"].as_f64().unwrap() > 0.0);
+    assert!(
+        !dir.join("chunks").exists(),
+        "chunks are removed after assembly"
+    );
+    // every run's model loads back as a PyTorch-named state_dict
+    let sd = StateDict::load(dir.join("models/temporal-order_sigmoid_sgd-c_T14_s1.safetensors"))
+        .unwrap();
+    let cell = VanillaRnn::<f64>::from_state_dict(&sd, 0, false, Activation::Sigmoid).unwrap();
+    assert_eq!((cell.weight_hh().nrows(), cell.weight_ih().ncols()), (8, 6));
+    let w = sd.matrix::<f64>("readout.weight", 4, 8).unwrap();
+    assert!(w.iter().all(|v| v.is_finite()));
+    assert_eq!(sd.metadata()["activation"], "sigmoid");
+}
+
+#[test]
+fn output_is_byte_identical_for_any_thread_count_and_shard_split() {
+    let dirs: Vec<PathBuf> = (0..4).map(|i| temp_dir(&format!("det{i}"))).collect();
+    small(&dirs[0], &["--threads", "1"]);
+    small(&dirs[1], &["--threads", "2"]);
+    small(&dirs[2], &["--shard", "1/2", "--threads", "2"]);
+    small(&dirs[3], &["--shard", "2/2", "--threads", "1"]);
+    for name in ["final.csv", "curves.csv"] {
+        let full = read(&dirs[0], name);
+        assert_eq!(full, read(&dirs[1], name), "{name}");
+        let second = read(&dirs[3], name);
+        let joined = read(&dirs[2], name) + second.split_once('\n').unwrap().1;
+        assert_eq!(joined, full, "{name}: shards concatenated");
+    }
+    let model = "models/temporal-order_smart-tanh_sgd-cr_T14_s0.safetensors";
+    assert_eq!(
+        std::fs::read(dirs[0].join(model)).unwrap(),
+        std::fs::read(dirs[1].join(model)).unwrap()
+    );
+}
+
+#[test]
+fn a_killed_run_resumes_to_identical_bytes() {
+    let (killed, clean) = (temp_dir("killed"), temp_dir("clean"));
+    let args = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = ["--out", dir.to_str().unwrap(), "--threads", "2"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(SMALL.iter().map(|s| s.to_string()));
+        v.extend(["--updates", "400", "--lengths", "30,40,50"].map(String::from));
+        v
+    };
+    let mut child = Command::new(BIN).args(args(&killed)).spawn().unwrap();
+    let chunks = killed.join("chunks");
+    let start = std::time::Instant::now();
+    loop {
+        let done = std::fs::read_dir(&chunks)
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".done"))
+                })
+                .count()
+            })
+            .unwrap_or(0);
+        if done >= 3 || start.elapsed().as_secs() > 120 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !killed.join("final.csv").exists(),
+        "the run finished before it could be killed"
+    );
+    let mut resume = args(&killed);
+    resume.push("--resume".into());
+    let out = Command::new(BIN).args(&resume).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(BIN).args(args(&clean)).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(read(&killed, "final.csv"), read(&clean, "final.csv"));
+    assert_eq!(read(&killed, "curves.csv"), read(&clean, "curves.csv"));
+}
+
+#[test]
+fn generalization_mode_trains_on_a_length_range_and_tests_long_sequences() {
+    let dir = temp_dir("gen");
+    run_ok(&[
+        "--out",
+        dir.to_str().unwrap(),
+        "--generalize",
+        "--train-lengths",
+        "10:20",
+        "--eval-lengths",
+        "10,100,500",
+        "--inits",
+        "smart-tanh",
+        "--algorithms",
+        "sgd-c",
+        "--seeds",
+        "2",
+        "--updates",
+        "30",
+        "--eval-every",
+        "10",
+        "--eval-sequences",
+        "40",
+        "--hidden",
+        "6",
+        "--quiet",
+    ]);
+    let g = read(&dir, "generalization.csv");
+    let mut lines = g.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "task,init,algorithm,train_lengths,seed,length,sequences,errors,error_rate"
+    );
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    assert_eq!(rows.len(), 2 * 3);
+    assert_eq!(rows[2][3..6], ["10:20", "0", "500"]);
+    for r in &rows {
+        let (n, e, rate): (f64, f64, f64) = (
+            r[6].parse().unwrap(),
+            r[7].parse().unwrap(),
+            r[8].parse().unwrap(),
+        );
+        assert_eq!(n, 40.0);
+        assert_eq!(rate, e / n);
+    }
+    assert!(read(&dir, "final.csv").contains("temporal-order,smart-tanh,sgd-c,10:20,1,30,"));
+}
+
+#[test]
+fn bad_flags_exit_2_with_a_clear_message() {
+    for (args, needle) in [
+        (vec!["--tasks", "adding"], "unknown task 'adding'"),
+        (vec!["--inits", "xavier"], "unknown init 'xavier'"),
+        (
+            vec!["--algorithms", "rmsprop"],
+            "unknown algorithm 'rmsprop'",
+        ),
+        (vec!["--lengths", "5"], "length 5 is below the minimum 10"),
+        (vec!["--seeds", "0"], "--seeds must be at least 1"),
+        (vec!["--lr=-1"], "the learning rate = -1 is out of range"),
+        (vec!["--clip", "0"], "--clip must be a positive number"),
+        (
+            vec!["--generalize", "--train-lengths", "200:50"],
+            "MIN 200 is above MAX 50",
+        ),
+        (
+            vec!["--generalize", "--train-lengths", "fifty"],
+            "expected MIN:MAX",
+        ),
+        (vec!["--shard", "3/2"], "shard"),
+        (vec!["--threads", "0"], "--threads must be at least 1"),
+    ] {
+        let dir = temp_dir("bad");
+        let mut a = vec!["--out", dir.to_str().unwrap(), "--quiet"];
+        a.extend(args.iter());
+        let out = run(&a);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!dir.join("final.csv").exists());
+    }
+}
