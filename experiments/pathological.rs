@@ -226,7 +226,7 @@ fn plan(a: &Args) -> Result<Plan, String> {
             a.alpha
         ));
     }
-    if !(a.omega_bound >= 0.0) {
+    if a.omega_bound.is_nan() || a.omega_bound < 0.0 {
         return Err(format!(
             "--omega-bound must be non-negative, got {}",
             a.omega_bound

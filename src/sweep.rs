@@ -299,10 +299,7 @@ pub(crate) fn activate(act: Activation, a: &[f64], h: &mut [f64]) {
             .iter_mut()
             .zip(a)
             .for_each(|(h, a)| *h = if *a > 0.0 { *a } else { 0.0 }),
-        Activation::Sigmoid => h
-            .iter_mut()
-            .zip(a)
-            .for_each(|(h, a)| *h = crate::activation::sigmoid(*a)),
+        Activation::Sigmoid => crate::fastmath::sigmoid_slice(a, h),
     }
 }
 

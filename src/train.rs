@@ -363,7 +363,8 @@ impl Workspace {
             let c = clip_global_norm(&mut [&mut grads.cell, &mut grads.readout], threshold)?;
             clipped = matches!(c, Clip::Rescaled { .. });
         }
-        let safety = rule.safety_net && !(norm <= SAFETY_NORM);
+        // NaN, ∞ or above the bound
+        let safety = rule.safety_net && (norm.is_nan() || norm > SAFETY_NORM);
         if safety {
             // the paper's code: g(W_hh) = 0.02·W_hh, every other gradient 0
             grads.cell.scale_mut(0.0);
