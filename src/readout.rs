@@ -193,6 +193,16 @@ mod tests {
     }
 
     #[test]
+    fn cross_entropy_magnitude_clamps_classes_the_loss_would_reject() {
+        // the loss itself refuses an out-of-range class; its magnitude (computed for the
+        // checker's floor) must not panic on one: it reads the last logit instead
+        let y = DMatrix::from_column_slice(2, 1, &[3.0f64, -1.0]);
+        let clamped = softmax_cross_entropy_magnitude(&y, &[1]);
+        assert_eq!(softmax_cross_entropy_magnitude(&y, &[7]), clamped);
+        assert!(clamped.is_finite());
+    }
+
+    #[test]
     fn losses_reject_bad_targets() {
         let y = DMatrix::<f64>::zeros(3, 2);
         assert!(softmax_cross_entropy(&y, &[0]).is_err());
