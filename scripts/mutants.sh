@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Mutation testing of every backward pass, the losses' derivatives and gradient clipping with
+# Mutation testing of every backward pass (the cells', the wrappers', the training kernel's and
+# Ω's), the losses' derivatives and gradient clipping with
 # cargo-mutants: each mutant (an operator swapped, a function body replaced, …) must make the
 # gradient-proof suite fail. Results (caught / missed / unviable / timeouts) land in
 # target/mutants/mutants.out/; missed mutants are listed in missed.txt and must each be caught by
@@ -7,6 +8,9 @@
 #
 #   scripts/mutants.sh                      # everything (hours on 2 cores)
 #   scripts/mutants.sh --file src/clip.rs   # extra cargo-mutants flags narrow or extend the run
+#   MUTANTS_OUT=target/m scripts/mutants.sh --iterate
+#                                           # continue: skip what a previous run into target/m
+#                                           # caught or found unviable (tests missed ones again)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants
@@ -18,7 +22,10 @@ cargo mutants --no-shuffle --timeout 600 --profile mutants --output "${MUTANTS_O
   --file src/sequence.rs --file src/arch/mod.rs --file src/arch/bidirectional.rs \
   --file src/arch/residual.rs --file src/arch/stacked.rs --file src/arch/dense.rs \
   --file src/readout.rs --file src/activation.rs --file src/clip.rs \
+  --file src/train.rs --file src/omega.rs \
   --re 'backward|derivative|clip|global_norm|softmax_cross_entropy|mse|cell_backward' \
+  --re 'loss|update|squared_error|penalty|safety_net' \
   "$@" \
   -- --lib --test cells --test architectures --test gradcheck_api --test clipping \
-     --test truncation --test vanilla --test gated --test pytorch_parity --test oracle
+     --test truncation --test vanilla --test gated --test pytorch_parity --test oracle \
+     --test training

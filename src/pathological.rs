@@ -194,7 +194,8 @@ impl fmt::Display for Algorithm {
     }
 }
 
-/// Hyper-parameters shared by every run of a grid (defaults: the paper's).
+/// Hyper-parameters shared by every run of a grid (defaults: the paper's, but for the update
+/// budget — the `pathological` binary's 5000 instead of the paper's 5,000,000).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Hyper {
     pub hidden: usize,
@@ -221,8 +222,8 @@ impl Default for Hyper {
             clip: 1.0,
             alpha: 2.0,
             omega_bound: crate::omega::DEFAULT_BOUND,
-            updates: 10_000,
-            eval_every: 500,
+            updates: 5000,
+            eval_every: 250,
             log_every: 10,
             eval_sequences: 1000,
         }

@@ -347,8 +347,8 @@ impl Workspace {
             value: 0.0,
             used: 0.0,
         };
-        if rule.alpha > 0.0 || rule.measure_omega {
-            let target = (rule.alpha > 0.0).then_some((&mut grads.cell[WEIGHT_HH], rule.alpha));
+        if rule.alpha != 0.0 || rule.measure_omega {
+            let target = (rule.alpha != 0.0).then_some((&mut grads.cell[WEIGHT_HH], rule.alpha));
             om = omega::penalty(
                 &model.cell.params()[WEIGHT_HH],
                 &self.da,
@@ -364,7 +364,7 @@ impl Workspace {
             clipped = matches!(c, Clip::Rescaled { .. });
         }
         // NaN, ∞ or above the bound
-        let safety = rule.safety_net && (norm.is_nan() || norm > SAFETY_NORM);
+        let safety = rule.safety_net && safety_net_triggered(norm);
         if safety {
             // the paper's code: g(W_hh) = 0.02·W_hh, every other gradient 0
             grads.cell.scale_mut(0.0);
@@ -504,4 +504,10 @@ pub fn squared_error(y: &DMatrix<f64>, t: &DMatrix<f64>) -> Result<(f64, DMatrix
     let b = y.ncols() as f64;
     let diff = y - t;
     Ok((diff.norm_squared() / b, diff * (2.0 / b)))
+}
+
+/// Whether the paper code's safety net takes over: a gradient norm that is NaN, ∞ or above
+/// [`SAFETY_NORM`] (its code: `isnan | isinf | norm < 0 | norm > 1e10`).
+pub fn safety_net_triggered(norm: f64) -> bool {
+    norm.is_nan() || norm > SAFETY_NORM
 }

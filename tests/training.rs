@@ -11,7 +11,7 @@ use bptt::optim::{Optimizer, OptimizerState};
 use bptt::pathological::{self, ALL_INITS, Algorithm, Hyper, Init, RunSpec};
 use bptt::rng::stream;
 use bptt::tasks::{ALL_TASKS, Batch, Inputs, MEMORY_LENGTH, Target, Task, count_errors};
-use bptt::train::{Grads, RnnModel, Workspace};
+use bptt::train::{Grads, RnnModel, Workspace, safety_net_triggered};
 use bptt::{LossAt, Objective, Params, Targets, Truncation};
 use nalgebra::DMatrix;
 
@@ -318,6 +318,8 @@ fn clipping_bounds_the_step_and_the_safety_net_shrinks_w_hh() {
     let before: Vec<Params<f64>> = vec![m.cell.params().clone(), m.readout.params().clone()];
     let rec = ws.update(&mut m, &b, &rule, &mut opt, &mut grads).unwrap();
     assert!(rec.clipped && !rec.safety && rec.grad_norm > 1e3);
+    // SGD-C neither uses nor measures Ω
+    assert_eq!(rec.omega, 0.0);
     let mut step = before[0].clone();
     step.axpy(-1.0, m.cell.params());
     let mut step_r = before[1].clone();
@@ -520,4 +522,52 @@ fn wrong_shapes_are_errors_not_panics() {
     );
     let mut g = Grads::zeros_like(&m);
     assert!(ws.loss_and_grads(&m, &b, &mut g).is_err());
+}
+
+#[test]
+fn omega_refuses_mismatched_shapes() {
+    let p = omega_problem(5, 4);
+    let n = p.delta_sq.len();
+    // W_hh of the wrong size, with everything else right
+    let e = omega::penalty(&DMatrix::zeros(3, 3), &p.u, &p.delta_sq, p.bound, None).unwrap_err();
+    assert!(e.to_string().contains("W_hh is 3x3"), "{e}");
+    // one ‖δ‖² too few, with everything else right
+    let e = omega::penalty(&p.w_hh, &p.u, &p.delta_sq[..n - 1], p.bound, None).unwrap_err();
+    assert!(e.to_string().contains(&format!("{} values", n - 1)), "{e}");
+    // a gradient buffer of the wrong shape
+    let mut g = DMatrix::zeros(4, 3);
+    let e = omega::penalty(&p.w_hh, &p.u, &p.delta_sq, p.bound, Some((&mut g, 1.0))).unwrap_err();
+    assert!(e.to_string().contains("Ω gradient"), "{e}");
+}
+
+#[test]
+fn the_safety_net_triggers_above_1e10_and_on_non_finite_norms() {
+    assert!(!safety_net_triggered(1e10));
+    assert!(safety_net_triggered(1e10f64.next_up()));
+    assert!(safety_net_triggered(f64::INFINITY) && safety_net_triggered(f64::NAN));
+    assert!(!safety_net_triggered(0.0) && !safety_net_triggered(3.0));
+}
+
+#[test]
+fn kernel_gradients_equal_the_generic_bptt_for_relu_and_linear_cells() {
+    // the kernel serves any vanilla cell, not only the §4.1 initialisations: ReLU's derivative
+    // reads the pre-activations, which tanh and sigmoid do not
+    for (i, act) in [bptt::Activation::Relu, bptt::Activation::Identity]
+        .into_iter()
+        .enumerate()
+    {
+        for (j, task) in [Task::TemporalOrder, Task::Addition, Task::Memorization]
+            .into_iter()
+            .enumerate()
+        {
+            let seed = 60 + (3 * i + j) as u64;
+            let mut rng = stream(seed, &[]);
+            let (d, o) = (task.input_size(), task.output_size());
+            let cell = bptt::VanillaRnn::uniform(d, 6, act, 0.5, &mut rng);
+            let readout = bptt::Readout::uniform(6, o, 0.5, &mut rng);
+            let m = bptt::Model::new(cell, readout).unwrap();
+            let length = if task == Task::Memorization { 3 } else { 11 };
+            check_kernel_on(m, task, 3, length, seed);
+        }
+    }
 }
