@@ -145,7 +145,13 @@ impl Workspace {
         self.resize(hid, steps, bsz);
         let bias = &p[BIAS_IH] + &p[BIAS_HH];
         // a = W_ih X + b for all steps at once
-        input_projection(&p[WEIGHT_IH], &bias, &batch.inputs, self.a.as_mut_slice());
+        input_projection(
+            &p[WEIGHT_IH],
+            &bias,
+            &batch.inputs,
+            (0, steps * bsz),
+            self.a.as_mut_slice(),
+        );
         let block = hid * bsz;
         self.h.as_mut_slice()[..block].fill(0.0);
         let w = view(&p[WEIGHT_HH]);
@@ -400,8 +406,13 @@ impl Workspace {
         let w = view(&p[WEIGHT_HH]);
         for t in 0..steps {
             // a = W_ih x_t + b + W_hh h ; h = σ(a)
-            let x_t = inputs_block(&batch.inputs, t, bsz);
-            input_projection(&p[WEIGHT_IH], &bias, &x_t, a.as_mut_slice());
+            input_projection(
+                &p[WEIGHT_IH],
+                &bias,
+                &batch.inputs,
+                (t * bsz, bsz),
+                a.as_mut_slice(),
+            );
             gemm(a.as_mut_slice(), hid, bsz, w, view(&h), Accum::Add);
             activate(cell.activation(), a.as_slice(), h.as_mut_slice());
             if let Target::ClassEveryStep(c) = &batch.target {
@@ -429,17 +440,6 @@ impl Workspace {
     }
 }
 
-/// The inputs of step `t` alone (B columns).
-fn inputs_block(inputs: &Inputs, t: usize, bsz: usize) -> Inputs {
-    match inputs {
-        Inputs::OneHot { dim, symbols } => Inputs::OneHot {
-            dim: *dim,
-            symbols: symbols[t * bsz..(t + 1) * bsz].to_vec(),
-        },
-        Inputs::Dense(x) => Inputs::Dense(x.columns(t * bsz, bsz).into_owned()),
-    }
-}
-
 fn check_inputs(cell: &VanillaRnn<f64>, batch: &Batch) -> Result<(), BpttError> {
     let d = cell.input_size();
     let cols = batch.steps * batch.batch;
@@ -461,13 +461,20 @@ fn check_inputs(cell: &VanillaRnn<f64>, batch: &Batch) -> Result<(), BpttError> 
     }
 }
 
-/// `out = W_ih X + b 1ᵀ` (H × cols), a gather of columns of `W_ih` for one-hot `X`.
-fn input_projection(w_ih: &DMatrix<f64>, bias: &DMatrix<f64>, inputs: &Inputs, out: &mut [f64]) {
+/// `out = W_ih X + b 1ᵀ` over the `cols` columns of the inputs from column `start` on (H × cols;
+/// borrowed, no copy), a gather of columns of `W_ih` for one-hot `X`.
+fn input_projection(
+    w_ih: &DMatrix<f64>,
+    bias: &DMatrix<f64>,
+    inputs: &Inputs,
+    (start, cols): (usize, usize),
+    out: &mut [f64],
+) {
     let hid = w_ih.nrows();
     let b = bias.as_slice();
     match inputs {
         Inputs::OneHot { symbols, .. } => {
-            for (col, &s) in out.chunks_exact_mut(hid).zip(symbols) {
+            for (col, &s) in out.chunks_exact_mut(hid).zip(&symbols[start..start + cols]) {
                 let w = &w_ih.as_slice()[s * hid..(s + 1) * hid];
                 col.iter_mut()
                     .zip(w.iter().zip(b))
@@ -478,7 +485,13 @@ fn input_projection(w_ih: &DMatrix<f64>, bias: &DMatrix<f64>, inputs: &Inputs, o
             for col in out.chunks_exact_mut(hid) {
                 col.copy_from_slice(b);
             }
-            gemm(out, hid, x.ncols(), view(w_ih), view(x), Accum::Add);
+            let d = x.nrows();
+            let x = MatRef::from_column_major_slice(
+                &x.as_slice()[start * d..(start + cols) * d],
+                d,
+                cols,
+            );
+            gemm(out, hid, cols, view(w_ih), x, Accum::Add);
         }
     }
 }

@@ -571,3 +571,37 @@ fn kernel_gradients_equal_the_generic_bptt_for_relu_and_linear_cells() {
         }
     }
 }
+
+#[test]
+fn evaluation_without_history_equals_the_generic_forward() {
+    for (i, task) in [Task::TemporalOrder, Task::Addition, Task::Memorization]
+        .into_iter()
+        .enumerate()
+    {
+        let m = model(task, Init::SmartTanh, 6, 80 + i as u64);
+        let b = task.generate(&mut stream(81, &[i as u64]), 40, 12).unwrap();
+        let (errors, loss) = Workspace::default().evaluate(&m, &b).unwrap();
+        // the generic path: every state, the readout at the steps the loss reads
+        let xs = b.xs();
+        let h0 = DMatrix::zeros(6, b.batch);
+        let traj = bptt::sequence::forward(&m.cell, &xs, &h0).unwrap();
+        let outputs = match &b.target {
+            Target::ClassEveryStep(_) => {
+                let ys: Vec<DMatrix<f64>> = (1..=b.steps)
+                    .map(|k| m.readout.forward(&traj.output(k, 6)))
+                    .collect();
+                DMatrix::from_fn(task.output_size(), b.steps * b.batch, |r, c| {
+                    ys[c / b.batch][(r, c % b.batch)]
+                })
+            }
+            _ => m.readout.forward(&traj.output(b.steps, 6)),
+        };
+        assert_eq!(errors, count_errors(&b.target, &outputs, b.batch), "{task}");
+        let (obj, scale) = objective(&b);
+        let want = m.loss(&xs, &h0, &obj).unwrap();
+        assert!(
+            relative_eq!(loss * scale, want, epsilon = 1e-14, max_relative = 1e-12),
+            "{task}: {loss} × {scale} vs {want}"
+        );
+    }
+}
