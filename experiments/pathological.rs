@@ -239,7 +239,7 @@ fn plan(a: &Args) -> Result<Plan, String> {
             momentum: a.momentum,
         },
     };
-    bptt::optim::OptimizerState::new(optimizer, &[]).map_err(|e| format!("optimizer: {e}"))?;
+    optimizer.validate().map_err(|e| e.to_string())?;
     let check_length = |l: usize| -> Result<(), String> {
         for &t in &tasks {
             if l < t.min_length() {

@@ -38,7 +38,9 @@ impl Optimizer {
         }
     }
 
-    fn validate(&self) -> Result<(), BpttError> {
+    /// An error naming the first hyper-parameter out of range (lr > 0; momentum, β₁, β₂ in
+    /// [0, 1); ε > 0).
+    pub fn validate(&self) -> Result<(), BpttError> {
         let bad =
             |what: &str, v: f64| Err(BpttError::Invalid(format!("{what} = {v} is out of range")));
         let (lr, rest): (f64, Vec<(&str, f64, bool)>) = match *self {
