@@ -19,7 +19,6 @@ use bptt::optim::Optimizer;
 use bptt::pathological::{
     self, ALL_ALGORITHMS, ALL_INITS, Algorithm, Hyper, Init, Outcome, RunSpec,
 };
-use bptt::rng::stream;
 use bptt::tasks::Task;
 use bptt::train::Workspace;
 use clap::Parser;
@@ -371,18 +370,7 @@ fn generalization(
     let mut ws = Workspace::default();
     let mut out = Vec::new();
     for (i, &len) in lengths.iter().enumerate() {
-        let mut rng = stream(
-            seed,
-            &[
-                spec.task.id(),
-                spec.init.id(),
-                spec.min_length as u64,
-                spec.max_length as u64,
-                spec.replicate,
-                4,
-                i as u64,
-            ],
-        );
+        let mut rng = spec.stream(seed, &[4, i as u64]);
         let rate = pathological::error_rate(&mut ws, &o.model, spec.task, n, &mut rng, |_| len)
             .map_err(|e| e.to_string())?;
         out.push((len, n, (rate * n as f64).round() as usize));

@@ -244,18 +244,18 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
-    fn stream(&self, seed: u64, purpose: u64) -> Rng {
-        stream(
-            seed,
-            &[
-                self.task.id(),
-                self.init.id(),
-                self.min_length as u64,
-                self.max_length as u64,
-                self.replicate,
-                purpose,
-            ],
-        )
+    /// The run's ChaCha8 stream for `purpose` (0 weights, 1 batches, 2 validation, 3 test;
+    /// the `pathological` binary uses `[4, i]` for the i-th generalisation length).
+    pub fn stream(&self, seed: u64, purpose: &[u64]) -> Rng {
+        let mut path = vec![
+            self.task.id(),
+            self.init.id(),
+            self.min_length as u64,
+            self.max_length as u64,
+            self.replicate,
+        ];
+        path.extend_from_slice(purpose);
+        stream(seed, &path)
     }
     fn draw_length(&self, rng: &mut Rng) -> usize {
         if self.max_length > self.min_length {
@@ -333,9 +333,9 @@ pub fn error_rate(
 pub fn train(spec: &RunSpec, h: &Hyper, seed: u64) -> Result<Outcome, BpttError> {
     let mut model = spec
         .init
-        .build(spec.task, h.hidden, &mut spec.stream(seed, 0))?;
-    let mut data = spec.stream(seed, 1);
-    let mut valid = spec.stream(seed, 2);
+        .build(spec.task, h.hidden, &mut spec.stream(seed, &[0]))?;
+    let mut data = spec.stream(seed, &[1]);
+    let mut valid = spec.stream(seed, &[2]);
     let mut ws = Workspace::default();
     let mut grads = Grads::zeros_like(&model);
     let mut opt = OptimizerState::new(h.optimizer, &[model.cell.params(), model.readout.params()])?;
@@ -417,7 +417,7 @@ fn final_test(
     spec: &RunSpec,
     seed: u64,
 ) -> Result<f64, BpttError> {
-    let mut rng = spec.stream(seed, 3);
+    let mut rng = spec.stream(seed, &[3]);
     error_rate(ws, model, spec.task, TEST_SEQUENCES, &mut rng, |r| {
         spec.draw_length(r)
     })

@@ -2,9 +2,11 @@
 //! back, determinism across thread counts and shards, resume after `kill -9`, the
 //! generalisation mode, bad flags.
 
+mod cli;
+
+use cli::read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bptt::import::StateDict;
 use bptt::{Activation, VanillaRnn};
@@ -12,33 +14,15 @@ use bptt::{Activation, VanillaRnn};
 const BIN: &str = env!("CARGO_BIN_EXE_pathological");
 
 fn temp_dir(tag: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "bptt-path-{}-{tag}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    cli::temp_dir("path", tag)
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("binary runs")
+    cli::run(BIN, args)
 }
 
 fn run_ok(args: &[&str]) -> Output {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn read(dir: &Path, name: &str) -> String {
-    std::fs::read_to_string(dir.join(name))
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()))
+    cli::run_ok(BIN, args)
 }
 
 /// 2 inits × 3 algorithms × 2 lengths × 2 seeds = 24 short runs (with `--updates 40

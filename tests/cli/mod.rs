@@ -1,0 +1,41 @@
+//! Helpers for the tests that run an experiment binary as a user does: fresh output
+//! directories, running with arguments, reading outputs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A fresh (removed if present) directory under the system temp dir, unique per process and
+/// call: `bptt-<prefix>-<pid>-<tag>-<n>`.
+pub fn temp_dir(prefix: &str, tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "bptt-{prefix}-{}-{tag}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Run `bin` with `args`, capturing its output.
+pub fn run(bin: &str, args: &[&str]) -> Output {
+    Command::new(bin).args(args).output().expect("binary runs")
+}
+
+/// As [`run`], and fail the test (showing stderr) unless it exits 0.
+pub fn run_ok(bin: &str, args: &[&str]) -> Output {
+    let out = run(bin, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The text of `dir/name`, or a failure naming the file.
+pub fn read(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()))
+}
