@@ -13,18 +13,6 @@ use bptt::{Activation, VanillaRnn};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pathological");
 
-fn temp_dir(tag: &str) -> PathBuf {
-    cli::temp_dir("path", tag)
-}
-
-fn run(args: &[&str]) -> Output {
-    cli::run(BIN, args)
-}
-
-fn run_ok(args: &[&str]) -> Output {
-    cli::run_ok(BIN, args)
-}
-
 /// 2 inits × 3 algorithms × 2 lengths × 2 seeds = 24 short runs (with `--updates 40
 /// --lengths 10,14`).
 const SMALL: &[&str] = &[
@@ -48,12 +36,12 @@ fn small(dir: &Path, extra: &[&str]) -> Output {
     args.extend_from_slice(SMALL);
     args.extend_from_slice(&["--updates", "40", "--lengths", "10,14"]);
     args.extend_from_slice(extra);
-    run_ok(&args)
+    cli::run_ok(BIN, &args)
 }
 
 #[test]
 fn csv_schemas_sidecar_and_models() {
-    let dir = temp_dir("schema");
+    let dir = cli::temp_dir("path", "schema");
     small(&dir, &[]);
     let fin = read(&dir, "final.csv");
     let mut lines = fin.lines();
@@ -119,7 +107,9 @@ fn csv_schemas_sidecar_and_models() {
 
 #[test]
 fn output_is_byte_identical_for_any_thread_count_and_shard_split() {
-    let dirs: Vec<PathBuf> = (0..4).map(|i| temp_dir(&format!("det{i}"))).collect();
+    let dirs: Vec<PathBuf> = (0..4)
+        .map(|i| cli::temp_dir("path", &format!("det{i}")))
+        .collect();
     small(&dirs[0], &["--threads", "1"]);
     small(&dirs[1], &["--threads", "2"]);
     small(&dirs[2], &["--shard", "1/2", "--threads", "2"]);
@@ -140,7 +130,10 @@ fn output_is_byte_identical_for_any_thread_count_and_shard_split() {
 
 #[test]
 fn a_killed_run_resumes_to_identical_bytes() {
-    let (killed, clean) = (temp_dir("killed"), temp_dir("clean"));
+    let (killed, clean) = (
+        cli::temp_dir("path", "killed"),
+        cli::temp_dir("path", "clean"),
+    );
     let args = |dir: &Path| -> Vec<String> {
         let mut v: Vec<String> = ["--out", dir.to_str().unwrap(), "--threads", "2"]
             .iter()
@@ -190,31 +183,34 @@ fn a_killed_run_resumes_to_identical_bytes() {
 
 #[test]
 fn generalization_mode_trains_on_a_length_range_and_tests_long_sequences() {
-    let dir = temp_dir("gen");
-    run_ok(&[
-        "--out",
-        dir.to_str().unwrap(),
-        "--generalize",
-        "--train-lengths",
-        "10:20",
-        "--eval-lengths",
-        "10,100,500",
-        "--inits",
-        "smart-tanh",
-        "--algorithms",
-        "sgd-c",
-        "--seeds",
-        "2",
-        "--updates",
-        "30",
-        "--eval-every",
-        "10",
-        "--eval-sequences",
-        "40",
-        "--hidden",
-        "6",
-        "--quiet",
-    ]);
+    let dir = cli::temp_dir("path", "gen");
+    cli::run_ok(
+        BIN,
+        &[
+            "--out",
+            dir.to_str().unwrap(),
+            "--generalize",
+            "--train-lengths",
+            "10:20",
+            "--eval-lengths",
+            "10,100,500",
+            "--inits",
+            "smart-tanh",
+            "--algorithms",
+            "sgd-c",
+            "--seeds",
+            "2",
+            "--updates",
+            "30",
+            "--eval-every",
+            "10",
+            "--eval-sequences",
+            "40",
+            "--hidden",
+            "6",
+            "--quiet",
+        ],
+    );
     let g = read(&dir, "generalization.csv");
     let mut lines = g.lines();
     assert_eq!(
@@ -262,10 +258,10 @@ fn bad_flags_exit_2_with_a_clear_message() {
         (vec!["--shard", "3/2"], "shard"),
         (vec!["--threads", "0"], "--threads must be at least 1"),
     ] {
-        let dir = temp_dir("bad");
+        let dir = cli::temp_dir("path", "bad");
         let mut a = vec!["--out", dir.to_str().unwrap(), "--quiet"];
         a.extend(args.iter());
-        let out = run(&a);
+        let out = cli::run(BIN, &a);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");

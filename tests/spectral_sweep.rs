@@ -6,21 +6,9 @@ mod cli;
 
 use cli::read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_spectral-sweep");
-
-fn temp_dir(tag: &str) -> PathBuf {
-    cli::temp_dir("sweep", tag)
-}
-
-fn run(args: &[&str]) -> Output {
-    cli::run(BIN, args)
-}
-
-fn run_ok(args: &[&str]) -> Output {
-    cli::run_ok(BIN, args)
-}
 
 const SMALL: &[&str] = &[
     "--hidden",
@@ -40,7 +28,7 @@ const SMALL: &[&str] = &[
 
 #[test]
 fn csv_schema_and_sidecar() {
-    let dir = temp_dir("schema");
+    let dir = cli::temp_dir("sweep", "schema");
     let mut args = vec![
         "--out",
         dir.to_str().unwrap(),
@@ -48,7 +36,7 @@ fn csv_schema_and_sidecar() {
         "gaussian,orthogonal,sparse3",
     ];
     args.extend(SMALL);
-    run_ok(&args);
+    cli::run_ok(BIN, &args);
     let long = read(&dir, "spectral_sweep.csv");
     let mut rows = csv::Reader::from_reader(long.as_bytes());
     let header: Vec<String> = rows.headers().unwrap().iter().map(String::from).collect();
@@ -118,7 +106,7 @@ fn csv_schema_and_sidecar() {
 
 #[test]
 fn output_is_byte_identical_for_any_thread_count_and_shard_split() {
-    let base = temp_dir("det");
+    let base = cli::temp_dir("sweep", "det");
     let dirs: Vec<PathBuf> = ["t1", "t2", "s1", "s2", "s3", "merged"]
         .iter()
         .map(|t| base.join(t))
@@ -127,7 +115,7 @@ fn output_is_byte_identical_for_any_thread_count_and_shard_split() {
         let mut a = vec!["--out", dir.to_str().unwrap()];
         a.extend(SMALL);
         a.extend(extra);
-        run_ok(&a);
+        cli::run_ok(BIN, &a);
     };
     with(&dirs[0], &["--threads", "1"]);
     with(&dirs[1], &["--threads", "2"]);
@@ -150,21 +138,27 @@ fn output_is_byte_identical_for_any_thread_count_and_shard_split() {
     assert_eq!(concatenated, full);
     // and so is the merge step
     let merged = dirs[5].to_str().unwrap();
-    run_ok(&[
-        "--out",
-        merged,
-        "--merge",
-        dirs[2].to_str().unwrap(),
-        dirs[3].to_str().unwrap(),
-        dirs[4].to_str().unwrap(),
-    ]);
+    cli::run_ok(
+        BIN,
+        &[
+            "--out",
+            merged,
+            "--merge",
+            dirs[2].to_str().unwrap(),
+            dirs[3].to_str().unwrap(),
+            dirs[4].to_str().unwrap(),
+        ],
+    );
     assert_eq!(read(&dirs[5], "spectral_sweep.csv"), full);
     assert_eq!(read(&dirs[5], "summary.csv"), read(&dirs[0], "summary.csv"));
 }
 
 #[test]
 fn a_killed_run_resumes_to_identical_bytes() {
-    let (killed, clean) = (temp_dir("killed"), temp_dir("clean"));
+    let (killed, clean) = (
+        cli::temp_dir("sweep", "killed"),
+        cli::temp_dir("sweep", "clean"),
+    );
     let args = |dir: &Path| -> Vec<String> {
         [
             "--out",
@@ -242,21 +236,21 @@ fn a_killed_run_resumes_to_identical_bytes() {
 
 #[test]
 fn resume_refuses_different_arguments() {
-    let dir = temp_dir("mismatch");
+    let dir = cli::temp_dir("sweep", "mismatch");
     let d = dir.to_str().unwrap();
     // leave a manifest behind as an interrupted run would
     std::fs::create_dir_all(dir.join("chunks")).unwrap();
     std::fs::write(dir.join("chunks/manifest.json"), r#"{"other":"run"}"#).unwrap();
     let mut a = vec!["--out", d, "--resume"];
     a.extend(SMALL);
-    let out = run(&a);
+    let out = cli::run(BIN, &a);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("different arguments"));
 }
 
 #[test]
 fn bad_flags_exit_2_with_a_clear_message() {
-    let dir = temp_dir("bad");
+    let dir = cli::temp_dir("sweep", "bad");
     let d = dir.to_str().unwrap();
     for (args, expect) in [
         (vec!["--rho", "2:1:0.1"], "STOP must not be below START"),
@@ -275,7 +269,7 @@ fn bad_flags_exit_2_with_a_clear_message() {
     ] {
         let mut a = vec!["--out", d];
         a.extend(args.iter().copied());
-        let out = run(&a);
+        let out = cli::run(BIN, &a);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(expect), "{args:?}: {err}");
@@ -290,24 +284,27 @@ fn bad_flags_exit_2_with_a_clear_message() {
 #[test]
 fn overflow_is_recorded_as_data_and_the_run_goes_on() {
     // a linear cell at ρ = 1.5 over 2000 steps: 1.5^2000 overflows f64
-    let dir = temp_dir("overflow");
-    run_ok(&[
-        "--out",
-        dir.to_str().unwrap(),
-        "--cells",
-        "rnn-linear,rnn-tanh",
-        "--rho",
-        "1.5",
-        "--steps",
-        "2000",
-        "--hidden",
-        "4",
-        "--batch",
-        "1",
-        "--matrices",
-        "2",
-        "--quiet",
-    ]);
+    let dir = cli::temp_dir("sweep", "overflow");
+    cli::run_ok(
+        BIN,
+        &[
+            "--out",
+            dir.to_str().unwrap(),
+            "--cells",
+            "rnn-linear,rnn-tanh",
+            "--rho",
+            "1.5",
+            "--steps",
+            "2000",
+            "--hidden",
+            "4",
+            "--batch",
+            "1",
+            "--matrices",
+            "2",
+            "--quiet",
+        ],
+    );
     let long = read(&dir, "spectral_sweep.csv");
     let linear: Vec<&str> = long
         .lines()
@@ -340,25 +337,28 @@ fn overflow_is_recorded_as_data_and_the_run_goes_on() {
 /// require agreement within 4 standard errors of the mean plus 2/T.
 #[test]
 fn linear_cell_decays_at_ln_rho() {
-    let dir = temp_dir("physics");
+    let dir = cli::temp_dir("sweep", "physics");
     let steps = 400;
-    run_ok(&[
-        "--out",
-        dir.to_str().unwrap(),
-        "--cells",
-        "rnn-linear",
-        "--rho",
-        "0.7,1.0,1.3",
-        "--hidden",
-        "4",
-        "--steps",
-        &steps.to_string(),
-        "--batch",
-        "1",
-        "--matrices",
-        "200",
-        "--quiet",
-    ]);
+    cli::run_ok(
+        BIN,
+        &[
+            "--out",
+            dir.to_str().unwrap(),
+            "--cells",
+            "rnn-linear",
+            "--rho",
+            "0.7,1.0,1.3",
+            "--hidden",
+            "4",
+            "--steps",
+            &steps.to_string(),
+            "--batch",
+            "1",
+            "--matrices",
+            "200",
+            "--quiet",
+        ],
+    );
     let summary = read(&dir, "summary.csv");
     let mut rows = csv::Reader::from_reader(summary.as_bytes());
     let mut seen = 0;
