@@ -1,10 +1,10 @@
 //! Criterion benchmarks of the spectral sweep's hot paths at the preset's sizes (n = 128,
-//! m = 32, T = 100, B = 16): the vanilla forward/backward kernel, the eigenvalue solver, σ_max,
-//! and one whole matrix. `cargo bench --bench sweep_kernel`.
+//! m = 32, T = 100, B = 16): the vanilla forward/backward kernel, the eigenvalue solver (ours
+//! and faer's complete one, per 16 matrices), σ_max, and one whole matrix. `cargo bench --bench sweep_kernel`.
 
 use bptt::Activation;
 use bptt::rng::stream;
-use bptt::spectral::{EigenWorkspace, Ensemble, gaussian, sigma_max};
+use bptt::spectral::{EigenWorkspace, Ensemble, gaussian, reference_eigenvalues, sigma_max};
 use bptt::sweep::{Sizes, SweepCell, VanillaKernel, Workspace, loss_direction, run_matrix};
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -26,9 +26,24 @@ fn bench(c: &mut Criterion) {
     c.bench_function("kernel forward+backward tanh (128x128, T=100, B=16)", |b| {
         b.iter(|| kernel.grad_norms(Activation::Tanh, black_box(&w_hh), &w_ih, &xs, &v, SIZES))
     });
+    // eigenvalue solvers over 16 matrices (iteration counts vary from matrix to matrix)
+    let set: Vec<_> = (0..16)
+        .map(|i| Ensemble::Gaussian.draw(128, &mut stream(4, &[i])))
+        .collect();
     let mut eig = EigenWorkspace::new(128);
-    c.bench_function("spectral radius (faer, n=128)", |b| {
-        b.iter(|| eig.spectral_radius(black_box(&w_hh)).unwrap())
+    c.bench_function("spectral radius x16 (Hessenberg + hqr, n=128)", |b| {
+        b.iter(|| {
+            for m in &set {
+                black_box(eig.spectral_radius(black_box(m)).unwrap());
+            }
+        })
+    });
+    c.bench_function("eigenvalues x16 (faer evd_real, n=128)", |b| {
+        b.iter(|| {
+            for m in &set {
+                black_box(reference_eigenvalues(black_box(m)).unwrap());
+            }
+        })
     });
     c.bench_function("sigma_max (Lanczos, n=128)", |b| {
         b.iter(|| sigma_max(black_box(&w_hh), &mut stream(2, &[])))

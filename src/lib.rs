@@ -47,6 +47,7 @@ pub mod error;
 pub mod experiment;
 pub mod fastmath;
 pub mod gradcheck;
+pub mod hqr;
 pub mod import;
 pub mod model;
 pub mod omega;
