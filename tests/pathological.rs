@@ -143,30 +143,8 @@ fn a_killed_run_resumes_to_identical_bytes() {
         v.extend(["--updates", "400", "--lengths", "30,40,50"].map(String::from));
         v
     };
-    let mut child = Command::new(BIN).args(args(&killed)).spawn().unwrap();
-    let chunks = killed.join("chunks");
-    let start = std::time::Instant::now();
-    loop {
-        let done = std::fs::read_dir(&chunks)
-            .map(|d| {
-                d.filter(|e| {
-                    e.as_ref()
-                        .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".done"))
-                })
-                .count()
-            })
-            .unwrap_or(0);
-        if done >= 3 || start.elapsed().as_secs() > 120 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    assert!(
-        !killed.join("final.csv").exists(),
-        "the run finished before it could be killed"
-    );
+    // kill -9 in the middle of the run, after some chunks are done
+    cli::kill_after_chunks(BIN, &args(&killed), &killed, 3, 120, "final.csv");
     let mut resume = args(&killed);
     resume.push("--resume".into());
     let out = Command::new(BIN).args(&resume).output().unwrap();

@@ -183,34 +183,8 @@ fn a_killed_run_resumes_to_identical_bytes() {
         .map(|s| s.to_string())
         .collect()
     };
-    let mut child = Command::new(BIN).args(args(&killed)).spawn().unwrap();
-    // wait until some chunks are done, then kill -9 in the middle of the run
-    let chunks = killed.join("chunks");
-    let start = std::time::Instant::now();
-    loop {
-        let done = std::fs::read_dir(&chunks)
-            .map(|d| {
-                d.filter(|e| {
-                    e.as_ref()
-                        .unwrap()
-                        .path()
-                        .extension()
-                        .is_some_and(|x| x == "done")
-                })
-                .count()
-            })
-            .unwrap_or(0);
-        if done >= 5 || start.elapsed().as_secs() > 60 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    assert!(
-        !killed.join("spectral_sweep.csv").exists(),
-        "the run finished before it could be killed"
-    );
+    // kill -9 in the middle of the run, after some chunks are done
+    cli::kill_after_chunks(BIN, &args(&killed), &killed, 5, 60, "spectral_sweep.csv");
     let mut resume = args(&killed);
     resume.push("--resume".into());
     let out = Command::new(BIN).args(&resume).output().unwrap();

@@ -39,3 +39,40 @@ pub fn read(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name))
         .unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()))
 }
+
+/// Start `bin` with `args` (writing into `out`), wait until `min_done` chunks of its resumable
+/// store (`out/chunks/*.done`) are complete (or `timeout_s` passed), then `kill -9` it and check
+/// that it had not finished (`out/final_output` absent): an interrupted run, ready to resume.
+pub fn kill_after_chunks(
+    bin: &str,
+    args: &[String],
+    out: &Path,
+    min_done: usize,
+    timeout_s: u64,
+    final_output: &str,
+) {
+    let mut child = Command::new(bin).args(args).spawn().expect("binary starts");
+    let chunks = out.join("chunks");
+    let start = std::time::Instant::now();
+    loop {
+        let done = std::fs::read_dir(&chunks)
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "done"))
+                })
+                .count()
+            })
+            .unwrap_or(0);
+        if done >= min_done || start.elapsed().as_secs() > timeout_s {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    assert!(
+        !out.join(final_output).exists(),
+        "the run finished before it could be killed"
+    );
+}
