@@ -1,31 +1,49 @@
-//! The [`Cell`] abstraction: one recurrent step, forward and backward, generic over the scalar.
+//! The [`Cell`] abstraction: one recurrent step, forward and backward, over views into the
+//! engine's workspaces (see [`crate::engine`]), generic over the scalar.
 //!
 //! Shapes (batch as columns, so `W · X` is one GEMM):
 //! - input `x_t`: `D × B` (D = [`Cell::input_size`], B = batch);
 //! - state `s_t`: `S × B` (S = [`Cell::state_size`]); the cell's *output* `h_t` is the first
 //!   H = [`Cell::hidden_size`] rows of the state. For the vanilla cell and the GRU `s_t = h_t`;
 //!   for the LSTM `s_t = [h_t; c_t]`.
+//! - the step's tape columns: `R × B` (R = [`Cell::tape_rows`]); rows `0..G·H`
+//!   ([`Cell::gate_rows`]) hold the input projection `W_ih x_t + b` when the step starts.
+//!
+//! Every cell has PyTorch's four parameters at the same indices: [`WEIGHT_IH`], [`WEIGHT_HH`],
+//! [`BIAS_IH`], [`BIAS_HH`].
 
-use nalgebra::{DMatrix, DMatrixView, RealField};
+use nalgebra::{DMatrix, RealField};
 
 use crate::Params;
+use crate::engine::{MatMut, MatRef, Op, gemm};
 
-/// One recurrent cell `s_t = f(s_{t−1}, x_t; θ)`.
+/// Index of `weight_ih` (G·H × D) in every cell's [`Cell::params`].
+pub const WEIGHT_IH: usize = 0;
+/// Index of `weight_hh` (G·H × H).
+pub const WEIGHT_HH: usize = 1;
+/// Index of `bias_ih` (G·H × 1).
+pub const BIAS_IH: usize = 2;
+/// Index of `bias_hh` (G·H × 1).
+pub const BIAS_HH: usize = 3;
+
+/// One recurrent cell `s_t = f(s_{t−1}, x_t; θ)`, as the engine runs it: the input projection
+/// of all steps is the engine's (one GEMM); the cell does the rest of a step.
 ///
 /// Contract, checked for every implementation by the generic property tests in `tests/`:
-/// [`Cell::step_backward`] returns exactly the vector–Jacobian products of
-/// [`Cell::step_forward`] (w.r.t. `x_t`, `s_{t−1}`, and every parameter, accumulated into
-/// `grads`), to finite-difference accuracy in f64.
+/// [`Cell::step_backward`] and [`Cell::recurrent_param_grads`] give exactly the vector–Jacobian
+/// products of [`Cell::step_forward`] (w.r.t. the projection, `s_{t−1}`, and `W_hh`, `b_hh`),
+/// to finite-difference accuracy and to 1e-12 against the dual-number forward mode in f64.
 pub trait Cell<T: RealField + Copy>: Clone + Send + Sync {
-    /// Everything the backward pass of one step needs, saved by the forward pass.
-    type Cache: Clone + Send + Sync;
-
     /// A short human-readable name, e.g. `"rnn-tanh"`.
     fn name(&self) -> String;
     /// D, the size of `x_t`.
-    fn input_size(&self) -> usize;
+    fn input_size(&self) -> usize {
+        self.params()[WEIGHT_IH].ncols()
+    }
     /// H, the size of the output `h_t`.
-    fn hidden_size(&self) -> usize;
+    fn hidden_size(&self) -> usize {
+        self.params()[WEIGHT_HH].ncols()
+    }
     /// S, the size of the recurrent state (H, or 2H for the LSTM).
     fn state_size(&self) -> usize {
         self.hidden_size()
@@ -44,33 +62,82 @@ pub trait Cell<T: RealField + Copy>: Clone + Send + Sync {
         self.params().scalar_count()
     }
 
-    /// One step forward: `(s_t, cache) = step_forward(x_t, s_{t−1})`.
-    /// `x`: `D × B`; `s_prev`: `S × B`; returns `S × B`. Shapes are the caller's responsibility
-    /// (the sequence functions in [`crate::sequence`] validate them once up front).
-    fn step_forward(&self, x: &DMatrix<T>, s_prev: &DMatrix<T>) -> (DMatrix<T>, Self::Cache);
+    /// G·H, the rows of the input projection (of `W_ih`).
+    fn gate_rows(&self) -> usize {
+        self.params()[WEIGHT_IH].nrows()
+    }
+    /// R ≥ G·H, the rows the cell keeps per (step, sequence) on the tape.
+    fn tape_rows(&self) -> usize;
+    /// The bias of the input projection (G·H): `b_ih`, plus those blocks of `b_hh` that the
+    /// cell folds into it (where `b_hh` only ever adds to `b_ih`).
+    fn projection_bias(&self, out: &mut [T]);
+    /// Whether the gradient of the recurrent GEMM's output differs from the projection's
+    /// (the GRU's reset-after `n` block): then the engine keeps both.
+    fn split_recurrent_grad(&self) -> bool {
+        false
+    }
 
-    /// One step backward: given `ds = ∂L/∂s_t` (`S × B`) and the step's cache, accumulate
-    /// `∂L/∂θ` into `grads` (shaped like [`Cell::params`]) and return
-    /// `(dx, ds_prev) = (∂L/∂x_t, ∂L/∂s_{t−1})`.
+    /// One step forward. `tape`: `R × B`, rows `0..G·H` hold `P_t = W_ih x_t + b` on entry; the
+    /// step leaves there what [`Cell::step_backward`] reads. `s_prev`: `S × B`; writes `s`.
+    fn step_forward(&self, tape: MatMut<'_, T>, s_prev: MatRef<'_, T>, s: MatMut<'_, T>);
+
+    /// One step backward: given `ds = ∂L/∂s_t` (`S × B`) and the step's tape, `s_{t−1}` and
+    /// `s_t`, write `d_ih = ∂L/∂P_t` (`G·H × B`), `d_hh` = ∂L/∂ of the recurrent GEMM's output
+    /// (when [`Cell::split_recurrent_grad`]; otherwise it equals `d_ih`) and
+    /// `ds_prev = ∂L/∂s_{t−1}` (`S × B`).
+    #[allow(clippy::too_many_arguments)]
     fn step_backward(
         &self,
-        ds: &DMatrix<T>,
-        cache: &Self::Cache,
+        ds: MatRef<'_, T>,
+        tape: MatRef<'_, T>,
+        s_prev: MatRef<'_, T>,
+        s: MatRef<'_, T>,
+        d_ih: MatMut<'_, T>,
+        d_hh: Option<MatMut<'_, T>>,
+        ds_prev: MatMut<'_, T>,
+    );
+
+    /// The recurrent parameters' gradients of every step at once: `dW_hh += D H_prevᵀ`,
+    /// `db_hh += D 1` for `D` = `d_hh` (G·H × T·B) and `H_prev` = `[h_0 … h_{T−1}]` (H × T·B);
+    /// `tape` is every step's tape (R × T·B) for cells whose recurrent operand is not `h`.
+    fn recurrent_param_grads(
+        &self,
+        d_hh: MatRef<'_, T>,
+        _tape: MatRef<'_, T>,
+        h_prev: MatRef<'_, T>,
         grads: &mut Params<T>,
-    ) -> (DMatrix<T>, DMatrix<T>);
+        scratch: &mut [T],
+    ) {
+        gemm(
+            MatMut::from(&mut grads[WEIGHT_HH]),
+            true,
+            Op::N(d_hh),
+            Op::T(h_prev),
+        );
+        crate::engine::mat::add_row_sums(d_hh, grads[BIAS_HH].as_mut_slice(), scratch);
+    }
 
     /// Append to `out` the sign (`a > 0`) of every argument of a non-differentiable point
-    /// (ReLU pre-activations). The gradient checker compares these patterns between perturbed
-    /// forward passes to detect kinks. Smooth cells append nothing (the default).
-    fn kink_pattern(&self, _cache: &Self::Cache, _out: &mut Vec<bool>) {}
+    /// (ReLU pre-activations) over the tape of every step. The gradient checker compares these
+    /// patterns between perturbed forward passes to detect kinks. Smooth cells append nothing.
+    fn kink_pattern(&self, _tape: MatRef<'_, T>, _out: &mut Vec<bool>) {}
 
-    /// How much the backward pass of this step amplifies rounding errors beyond plain products:
-    /// σ' computed from a saturated saved output (`1 − h²` as h → ±1, `h(1 − h)` as h → 1, as
-    /// PyTorch computes them) has relative error `κ·ε`. Returns max κ over the step (1 when no
-    /// unit saturates); the dual-number oracle scales its 1e-12 tolerance by it.
-    fn conditioning(&self, _cache: &Self::Cache) -> f64 {
+    /// How much the backward pass amplifies rounding errors beyond plain products: σ'
+    /// computed from a saturated saved output (`1 − h²` as h → ±1, `h(1 − h)` as h → 1, as
+    /// PyTorch computes them) has relative error `κ·ε`. Returns max κ over every step's tape
+    /// and the states `s_1 … s_T` (1 when no unit saturates); the dual-number oracle scales its
+    /// 1e-12 tolerance by it.
+    fn conditioning(&self, _tape: MatRef<'_, T>, _states: MatRef<'_, T>) -> f64 {
         1.0
     }
+}
+
+/// Every entry of the rows `rows` of `m`, column by column.
+pub(crate) fn entries<'a, T: Copy>(
+    m: MatRef<'a, T>,
+    rows: std::ops::Range<usize>,
+) -> impl Iterator<Item = &'a T> {
+    (0..m.cols()).flat_map(move |j| m.col(j)[rows.clone()].iter())
 }
 
 /// κ of `1 − h²` computed from a rounded `h = tanh(a)`: `1 + 2h²/(1 − h²)`, max over `hs`.
@@ -97,6 +164,7 @@ pub(crate) fn gate_params<T: RealField + Copy>(
     hidden: usize,
 ) -> Params<T> {
     let mut params = Params::new();
+    // the order fixes WEIGHT_IH, WEIGHT_HH, BIAS_IH, BIAS_HH
     params.push("weight_ih", DMatrix::zeros(gates * hidden, input));
     params.push("weight_hh", DMatrix::zeros(gates * hidden, hidden));
     params.push("bias_ih", DMatrix::zeros(gates * hidden, 1));
@@ -128,18 +196,4 @@ pub trait Rescalar<T: RealField + Copy>: Cell<T> {
     type With<U: RealField + Copy>: Cell<U>;
     /// This cell's configuration with `params` (shaped like [`Cell::params`]).
     fn with_params<U: RealField + Copy>(&self, params: Params<U>) -> Self::With<U>;
-}
-
-/// `W x + b 1ᵀ` (`b` a column, broadcast over the batch), computed as PyTorch's `addmm`: the
-/// bias first, then one GEMM accumulated onto it. Cells add the input-side and recurrent-side
-/// results (`igates + hgates`) in PyTorch's grouping, so float64 results agree with PyTorch to
-/// the last few bits.
-pub fn affine<T: RealField + Copy>(
-    w: DMatrixView<'_, T>,
-    x: &DMatrix<T>,
-    b: DMatrixView<'_, T>,
-) -> DMatrix<T> {
-    let mut out = DMatrix::from_fn(w.nrows(), x.ncols(), |i, _| b[(i, 0)]);
-    out.gemm(T::one(), &w, x, T::one());
-    out
 }

@@ -103,6 +103,43 @@ pub fn sigmoid_slice(a: &[f64], out: &mut [f64]) {
     map_slice(sigmoid, a, out)
 }
 
+/// `x[i] = tanh(x[i])` in place, with the same dispatch.
+pub fn tanh_in_place(x: &mut [f64]) {
+    map_in_place(tanh, x)
+}
+
+/// `x[i] = σ(x[i])` in place, with the same dispatch.
+pub fn sigmoid_in_place(x: &mut [f64]) {
+    map_in_place(sigmoid, x)
+}
+
+#[inline(always)]
+fn map_in_place(f: impl Fn(f64) -> f64 + Copy, x: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports the features the function is compiled for.
+        return unsafe { in_place_avx512(f, x) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports the features the function is compiled for.
+        return unsafe { in_place_avx2(f, x) };
+    }
+    x.iter_mut().for_each(|v| *v = f(*v));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn in_place_avx512(f: impl Fn(f64) -> f64, x: &mut [f64]) {
+    x.iter_mut().for_each(|v| *v = f(*v));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn in_place_avx2(f: impl Fn(f64) -> f64, x: &mut [f64]) {
+    x.iter_mut().for_each(|v| *v = f(*v));
+}
+
 /// `out[i] = f(a[i])` with `f` inlined into a loop compiled for the best vector unit present.
 #[inline(always)]
 fn map_slice(f: impl Fn(f64) -> f64 + Copy, a: &[f64], out: &mut [f64]) {

@@ -249,7 +249,7 @@ impl<C: Cell<f64>> Checkable for Problem<C> {
         let m = &self.model;
         let (loss, grads) =
             m.loss_and_grads(&self.xs, &self.s0, &self.objective, self.truncation)?;
-        let fixed = crate::sequence::forward(&m.cell, &self.xs, &self.s0)?.states;
+        let fixed = crate::sequence::forward(&m.cell, &self.xs, &self.s0)?.states();
         let ModelGrads {
             cell,
             readout,
@@ -327,9 +327,7 @@ impl<C: Cell<f64>> Checkable for Problem<C> {
             fixed,
         )?;
         let mut pattern = Vec::new();
-        for cache in &traj.caches {
-            self.model.cell.kink_pattern(cache, &mut pattern);
-        }
+        traj.kink_pattern(&self.model.cell, &mut pattern);
         Ok((loss, pattern))
     }
 }

@@ -43,6 +43,7 @@ pub mod cell;
 pub mod cells;
 pub mod clip;
 pub mod dynamics;
+pub mod engine;
 pub mod error;
 pub mod experiment;
 pub mod fastmath;

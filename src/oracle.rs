@@ -162,7 +162,7 @@ pub fn adjoint_sequence_masked<C: Rescalar<f64>>(
     for (k, v) in v_out.iter().enumerate() {
         fwd.extend(eps_dot(v, &traj_d.output(k + 1, hidden)));
     }
-    fwd.extend(eps_dot(&v_final, &traj_d.states[xs.len()]));
+    fwd.extend(eps_dot(&v_final, &traj_d.state(xs.len())));
     let mut bwd: Vec<f64> = Vec::new();
     for (i, u) in u_params.iter().enumerate() {
         bwd.extend(dot_terms(&g.params[i], u));
@@ -172,11 +172,7 @@ pub fn adjoint_sequence_masked<C: Rescalar<f64>>(
     }
     bwd.extend(dot_terms(g.d_s0(), &u_s0));
     let mut check = AdjointCheck::new(fwd.into_iter(), bwd.into_iter());
-    check.conditioning = traj
-        .caches
-        .iter()
-        .map(|c| cell.conditioning(c))
-        .fold(1.0, f64::max);
+    check.conditioning = traj.conditioning(cell);
     Ok(check)
 }
 
@@ -252,7 +248,7 @@ pub fn full_jacobian_discrepancy<C: Rescalar<f64>>(
         for k in 1..=xs.len() {
             o.extend(traj.output(k, hidden).iter().map(|d| d.eps));
         }
-        o.extend(traj.states[xs.len()].iter().map(|d| d.eps));
+        o.extend(traj.state(xs.len()).iter().map(|d| d.eps));
         o
     };
     // forward mode: one column per input entry

@@ -11,32 +11,71 @@
 //! the per-step gradient `∂L/∂s_k` for every `k = 0..=T` — the quantity whose decay with
 //! `T − k` every vanishing-gradient experiment measures.
 
+use std::marker::PhantomData;
+
 use nalgebra::{DMatrix, RealField};
 
+use crate::engine::{self, Inputs, MatRef, Tape, Want};
 use crate::error::check_shape;
 use crate::{BpttError, Cell, Params};
 
-/// The forward pass over a sequence: every state and every step's cache.
+/// The forward pass over a sequence, as the engine saved it: every state and every step's tape
+/// columns (see [`crate::engine`]), with the inputs packed as one `D × T·B` matrix.
 #[derive(Clone, Debug)]
 pub struct Trajectory<T: RealField + Copy, C: Cell<T>> {
-    /// `s_0 ..= s_T`, each `S × B` (T + 1 entries).
-    pub states: Vec<DMatrix<T>>,
-    /// One cache per step (T entries).
-    pub caches: Vec<C::Cache>,
+    /// The engine's workspace after the forward pass.
+    pub tape: Tape<T>,
+    /// `[x_0 … x_{T−1}]`, D × T·B.
+    pub x: DMatrix<T>,
+    cell: PhantomData<C>,
 }
 
 impl<T: RealField + Copy, C: Cell<T>> Trajectory<T, C> {
     /// Number of steps T.
     pub fn len(&self) -> usize {
-        self.caches.len()
+        self.tape.steps()
     }
     pub fn is_empty(&self) -> bool {
-        self.caches.is_empty()
+        self.len() == 0
+    }
+    /// The state `s_k` (`S × B`), k = 0..=T.
+    pub fn state(&self, k: usize) -> DMatrix<T> {
+        self.tape.state(k).to_owned()
+    }
+    /// Every state `s_0 … s_T` as T + 1 matrices `S × B`.
+    pub fn states(&self) -> Vec<DMatrix<T>> {
+        (0..=self.len()).map(|k| self.state(k)).collect()
     }
     /// The output `h_k` of the state `s_k` (its first H rows), `H × B`.
     pub fn output(&self, k: usize, hidden_size: usize) -> DMatrix<T> {
-        self.states[k].rows(0, hidden_size).into_owned()
+        self.tape.state(k).row_block(0, hidden_size).to_owned()
     }
+    /// The cell's kink pattern over every step (see [`Cell::kink_pattern`]).
+    pub fn kink_pattern(&self, cell: &C, out: &mut Vec<bool>) {
+        cell.kink_pattern(self.tape.slab(), out);
+    }
+    /// Max rounding amplification κ over every step (see [`Cell::conditioning`]).
+    pub fn conditioning(&self, cell: &C) -> f64 {
+        let (steps, batch) = (self.tape.steps(), self.tape.batch());
+        let states = self.tape.states().col_block(batch, steps * batch);
+        cell.conditioning(self.tape.slab(), states)
+    }
+}
+
+/// `[x_0 … x_{T−1}]` as one `D × T·B` matrix (column `t·B + b`).
+pub fn pack<T: RealField + Copy>(xs: &[DMatrix<T>], rows: usize, batch: usize) -> DMatrix<T> {
+    let mut x = DMatrix::zeros(rows, xs.len() * batch);
+    for (t, m) in xs.iter().enumerate() {
+        x.columns_mut(t * batch, batch).copy_from(m);
+    }
+    x
+}
+
+/// The column blocks of a `R × T·B` matrix as T matrices `R × B`.
+pub fn unpack<T: RealField + Copy>(m: MatRef<'_, T>, batch: usize) -> Vec<DMatrix<T>> {
+    (0..m.cols() / batch.max(1))
+        .map(|t| m.col_block(t * batch, batch).to_owned())
+        .collect()
 }
 
 /// Upstream gradients for [`backward`]: on any subset of the per-step outputs, and on the
@@ -141,6 +180,15 @@ pub fn forward<T: RealField + Copy, C: Cell<T>>(
     forward_detached(cell, xs, s0, Truncation::Full, &[])
 }
 
+/// One step through the engine: `s_1` from `x_0` (`D × B`) and `s_0` (`S × B`).
+pub fn step<T: RealField + Copy, C: Cell<T>>(
+    cell: &C,
+    x: &DMatrix<T>,
+    s_prev: &DMatrix<T>,
+) -> Result<DMatrix<T>, BpttError> {
+    Ok(forward(cell, std::slice::from_ref(x), s_prev)?.state(1))
+}
+
 /// Unroll `cell` over `xs` from `s0`, replacing the state at every cut of `truncation` by the
 /// constant `fixed_states[t]`.
 ///
@@ -154,29 +202,30 @@ pub fn forward_detached<T: RealField + Copy, C: Cell<T>>(
     truncation: Truncation,
     fixed_states: &[DMatrix<T>],
 ) -> Result<Trajectory<T, C>, BpttError> {
-    validate_inputs(cell, xs, s0)?;
+    let batch = validate_inputs(cell, xs, s0)?;
     truncation.validate()?;
-    let mut states = Vec::with_capacity(xs.len() + 1);
-    let mut caches = Vec::with_capacity(xs.len());
-    states.push(s0.clone());
-    for (t, x) in xs.iter().enumerate() {
-        let s_prev = if truncation.cuts_at(t) {
-            fixed_states.get(t).ok_or_else(|| {
-                BpttError::Invalid(format!(
-                    "forward_detached: no fixed state for cut at step {t}"
-                ))
-            })?
-        } else {
-            &states[t]
-        };
-        let (s, cache) = cell.step_forward(x, s_prev);
-        states.push(s);
-        caches.push(cache);
-    }
-    Ok(Trajectory { states, caches })
+    let x = pack(xs, cell.input_size(), batch);
+    let mut tape = Tape::default();
+    let detach = match truncation {
+        Truncation::Full => None,
+        tr => Some((tr, fixed_states)),
+    };
+    engine::forward(
+        cell,
+        Inputs::Dense(MatRef::from(&x)),
+        MatRef::from(s0),
+        &mut tape,
+        detach,
+    )?;
+    Ok(Trajectory {
+        tape,
+        x,
+        cell: PhantomData,
+    })
 }
 
-/// Backpropagation through time.
+/// Backpropagation through time (the engine's [`engine::backward`] on a copy of the
+/// trajectory's tape, with every gradient wanted).
 ///
 /// Walks the steps in reverse; at step `t` the running gradient `ds = ∂L/∂s_{t+1}` receives the
 /// upstream gradient of the output `h_{t+1}`, is recorded as `d_states[t+1]`, and is pushed
@@ -190,47 +239,45 @@ pub fn backward<T: RealField + Copy, C: Cell<T>>(
     truncation.validate()?;
     let steps = trajectory.len();
     let (h, s) = (cell.hidden_size(), cell.state_size());
-    let batch = trajectory.states[0].ncols();
+    let batch = trajectory.tape.batch();
     if upstream.d_outputs.len() != steps {
         return Err(BpttError::Invalid(format!(
             "upstream has {} per-step output gradients for a sequence of {steps} steps",
             upstream.d_outputs.len()
         )));
     }
+    let mut d_out = DMatrix::zeros(h, steps * batch);
     for (t, d) in upstream.d_outputs.iter().enumerate() {
         if let Some(d) = d {
             check_shape(|| format!("d_outputs[{t}]"), d, h, batch)?;
+            d_out.columns_mut(t * batch, batch).copy_from(d);
         }
     }
-    let mut ds = match &upstream.d_final {
-        Some(d) => {
-            check_shape(|| "d_final".into(), d, s, batch)?;
-            d.clone()
-        }
-        None => DMatrix::zeros(s, batch),
+    if let Some(d) = &upstream.d_final {
+        check_shape(|| "d_final".into(), d, s, batch)?;
+    }
+    let up = engine::Upstream {
+        d_outputs: Some(MatRef::from(&d_out)),
+        d_last: None,
+        d_final: upstream.d_final.as_ref().map(MatRef::from),
     };
-
+    let mut tape = trajectory.tape.clone();
     let mut params = cell.params().zeros_like();
-    let mut dxs = vec![DMatrix::zeros(0, 0); steps];
-    let mut d_states = vec![DMatrix::zeros(0, 0); steps + 1];
-    for t in (0..steps).rev() {
-        // the loss reads h_{t+1} directly: add its gradient to the state's output rows
-        if let Some(d) = &upstream.d_outputs[t] {
-            let mut top = ds.rows_mut(0, h);
-            top += d;
-        }
-        let (dx, ds_prev) = cell.step_backward(&ds, &trajectory.caches[t], &mut params);
-        dxs[t] = dx;
-        d_states[t + 1] = std::mem::replace(&mut ds, ds_prev);
-        if truncation.cuts_at(t) {
-            // s_t is a detached chunk start: nothing flows further back
-            ds.fill(T::zero());
-        }
-    }
-    d_states[0] = ds;
+    let mut dx = DMatrix::zeros(0, 0);
+    engine::backward(
+        cell,
+        Inputs::Dense(MatRef::from(&trajectory.x)),
+        &mut tape,
+        &up,
+        truncation,
+        Want::ALL,
+        Some(&mut params),
+        Some(&mut dx),
+    )?;
+    let d_states = (0..=steps).map(|k| tape.d_state(k).to_owned()).collect();
     Ok(SequenceGrads {
         params,
-        dxs,
+        dxs: unpack(MatRef::from(&dx), batch),
         d_states,
     })
 }

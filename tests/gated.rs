@@ -70,7 +70,13 @@ fn lstm_reports_the_cell_state_gradient_at_every_step() {
     };
     let g = sequence::backward(&cell, &traj, &up, Truncation::Full).unwrap();
     assert_eq!(g.d_states.len(), 5);
-    let f_t = &traj.caches[3].f;
+    // the forget gate of step 3 (tape rows H..2H of the LSTM's [i; f; g; o; tanh c])
+    let f_t = &traj
+        .tape
+        .slab()
+        .col_block(3 * 2, 2)
+        .row_block(3, 3)
+        .to_owned();
     let expected = d_final.rows(3, 3).component_mul(f_t);
     approx::assert_relative_eq!(
         g.d_states[3].rows(3, 3).into_owned(),

@@ -3,6 +3,7 @@
 
 mod harness;
 
+use bptt::engine::{MatMut, MatRef, Op, gemm};
 use bptt::gradcheck::{self, Problem, Verdict};
 use bptt::rng::{Rng, stream};
 use bptt::{Activation, Cell, LossAt, Params, Truncation, VanillaRnn};
@@ -28,15 +29,8 @@ enum Bug {
 }
 
 impl Cell<f64> for Broken {
-    type Cache = <VanillaRnn<f64> as Cell<f64>>::Cache;
     fn name(&self) -> String {
         format!("broken-{:?}", self.bug)
-    }
-    fn input_size(&self) -> usize {
-        self.inner.input_size()
-    }
-    fn hidden_size(&self) -> usize {
-        self.inner.hidden_size()
     }
     fn params(&self) -> &Params<f64> {
         self.inner.params()
@@ -44,44 +38,66 @@ impl Cell<f64> for Broken {
     fn params_mut(&mut self) -> &mut Params<f64> {
         self.inner.params_mut()
     }
-    fn step_forward(&self, x: &DMatrix<f64>, s: &DMatrix<f64>) -> (DMatrix<f64>, Self::Cache) {
-        self.inner.step_forward(x, s)
+    fn tape_rows(&self) -> usize {
+        self.inner.tape_rows()
+    }
+    fn projection_bias(&self, out: &mut [f64]) {
+        self.inner.projection_bias(out)
+    }
+    fn step_forward(&self, tape: MatMut<'_, f64>, s_prev: MatRef<'_, f64>, s: MatMut<'_, f64>) {
+        self.inner.step_forward(tape, s_prev, s)
     }
     fn step_backward(
         &self,
-        dh: &DMatrix<f64>,
-        c: &Self::Cache,
-        g: &mut Params<f64>,
-    ) -> (DMatrix<f64>, DMatrix<f64>) {
-        let (dx, dh_prev) = self.inner.step_backward(dh, c, g);
+        dh: MatRef<'_, f64>,
+        tape: MatRef<'_, f64>,
+        h_prev: MatRef<'_, f64>,
+        h: MatRef<'_, f64>,
+        d_ih: MatMut<'_, f64>,
+        d_hh: Option<MatMut<'_, f64>>,
+        dh_prev: MatMut<'_, f64>,
+    ) {
+        let (mut da, mut dh_prev) = (d_ih, dh_prev);
+        self.inner
+            .step_backward(dh, tape, h_prev, h, da.reborrow(), d_hh, dh_prev.reborrow());
+        let w_hh = MatRef::from(self.inner.weight_hh());
         match self.bug {
             Bug::DropSigmaPrime => {
-                // redo the step as if σ' were 1
-                *g = g.zeros_like();
-                let da = dh.clone();
-                g[0] += &da * c.x.transpose();
-                g[1] += &da * c.h_prev.transpose();
-                g[2] += da.column_sum();
-                g[3] += da.column_sum();
-                (
-                    self.inner.weight_ih().transpose() * &da,
-                    self.inner.weight_hh().transpose() * &da,
-                )
+                // redo the step as if σ' were 1: da = dh
+                da.copy_from(dh);
+                gemm(dh_prev, false, Op::T(w_hh), Op::N(dh));
             }
+            Bug::MissingTranspose => gemm(dh_prev, false, Op::N(w_hh), Op::N(da.as_ref())),
+            Bug::WrongSign | Bug::DropBiasGradient => {}
+        }
+    }
+    fn recurrent_param_grads(
+        &self,
+        d_hh: MatRef<'_, f64>,
+        tape: MatRef<'_, f64>,
+        h_prev: MatRef<'_, f64>,
+        grads: &mut Params<f64>,
+        scratch: &mut [f64],
+    ) {
+        match self.bug {
             Bug::WrongSign => {
-                let da = dh.component_mul(&c.h.map(|h| 1.0 - h * h));
-                g[1] -= 2.0 * &da * c.h_prev.transpose();
-                (dx, dh_prev)
+                // dW_hh accumulated as −D H_prevᵀ
+                let mut dw = DMatrix::zeros(grads[1].nrows(), grads[1].ncols());
+                gemm(MatMut::from(&mut dw), false, Op::N(d_hh), Op::T(h_prev));
+                grads[1] -= dw;
+                bptt::engine::mat::add_row_sums(d_hh, grads[3].as_mut_slice(), scratch);
             }
             Bug::DropBiasGradient => {
-                let da = dh.component_mul(&c.h.map(|h| 1.0 - h * h));
-                g[3] -= da.column_sum();
-                (dx, dh_prev)
+                gemm(
+                    MatMut::from(&mut grads[1]),
+                    true,
+                    Op::N(d_hh),
+                    Op::T(h_prev),
+                );
             }
-            Bug::MissingTranspose => {
-                let da = dh.component_mul(&c.h.map(|h| 1.0 - h * h));
-                (dx, self.inner.weight_hh() * da)
-            }
+            _ => self
+                .inner
+                .recurrent_param_grads(d_hh, tape, h_prev, grads, scratch),
         }
     }
 }

@@ -97,7 +97,7 @@ fn check_case<C: Cell<f64>>(cell: &C, sd: &StateDict, has_c: bool) -> Result<f64
     let s_n = load_state("h_n")?;
     worst = worst.max(compare(
         "h_n (and c_n)",
-        &traj.states[xs.len()],
+        &traj.state(xs.len()),
         &s_n,
         &mut errors,
     ));

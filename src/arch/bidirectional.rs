@@ -96,7 +96,7 @@ impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Bidirectional<C> {
                 y
             })
             .collect();
-        let finals = vec![fwd.states[steps].clone(), rev.states[steps].clone()];
+        let finals = vec![fwd.state(steps), rev.state(steps)];
         Ok((
             outs,
             finals,
@@ -136,27 +136,12 @@ impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Bidirectional<C> {
     }
 
     fn conditioning(&self, cache: &Self::Cache) -> f64 {
-        let f = cache
-            .forward
-            .caches
-            .iter()
-            .map(|c| self.forward.conditioning(c));
-        f.chain(
-            cache
-                .reverse
-                .caches
-                .iter()
-                .map(|c| self.reverse.conditioning(c)),
-        )
-        .fold(1.0, f64::max)
+        let f = cache.forward.conditioning(&self.forward);
+        f.max(cache.reverse.conditioning(&self.reverse))
     }
 
     fn kink_pattern(&self, cache: &Self::Cache, out: &mut Vec<bool>) {
-        for c in &cache.forward.caches {
-            self.forward.kink_pattern(c, out);
-        }
-        for c in &cache.reverse.caches {
-            self.reverse.kink_pattern(c, out);
-        }
+        cache.forward.kink_pattern(&self.forward, out);
+        cache.reverse.kink_pattern(&self.reverse, out);
     }
 }

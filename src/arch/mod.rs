@@ -267,9 +267,7 @@ pub(crate) fn outputs<T: RealField + Copy, C: Cell<T>>(
     traj: &Trajectory<T, C>,
     hidden: usize,
 ) -> Vec<DMatrix<T>> {
-    (1..traj.states.len())
-        .map(|k| traj.output(k, hidden))
-        .collect()
+    (1..=traj.len()).map(|k| traj.output(k, hidden)).collect()
 }
 
 /// Full BPTT of a trajectory with dense output gradients; `(param grads, dxs, ds0)`.
@@ -333,7 +331,7 @@ impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Unidirectional<C> {
     fn forward(&self, xs: &[DMatrix<T>], s0: &[DMatrix<T>]) -> ForwardResult<T, Self::Cache> {
         check_states(&self.state_sizes(), s0, s0.first().map_or(0, |s| s.ncols()))?;
         let traj = sequence::forward(&self.cell, xs, &s0[0])?;
-        let finals = vec![traj.states[xs.len()].clone()];
+        let finals = vec![traj.state(xs.len())];
         Ok((outputs(&traj, self.cell.hidden_size()), finals, traj))
     }
 
@@ -348,16 +346,11 @@ impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Unidirectional<C> {
     }
 
     fn kink_pattern(&self, traj: &Self::Cache, out: &mut Vec<bool>) {
-        for c in &traj.caches {
-            self.cell.kink_pattern(c, out);
-        }
+        traj.kink_pattern(&self.cell, out);
     }
 
     fn conditioning(&self, traj: &Self::Cache) -> f64 {
-        traj.caches
-            .iter()
-            .map(|c| self.cell.conditioning(c))
-            .fold(1.0, f64::max)
+        traj.conditioning(&self.cell)
     }
 }
 

@@ -19,25 +19,23 @@
 //! dA_r = dr ⊙ r(1 − r)
 //! ```
 //!
-//! then the usual `dW += d(pre-activation) · inputᵀ` for each block.
+//! then the usual `dW += d(pre-activation) · inputᵀ` for each block, for all steps at once
+//! (the engine; for ResetBefore the `n` block's recurrent input is `r ⊙ h`).
+//!
+//! Engine layout per step (tape rows): ResetAfter `[r; z; hn; n]` with `hn = W_hn h + b_hn`
+//! (one `3H × H` GEMM gives the recurrent parts of all three gates); ResetBefore
+//! `[r; z; n; r ⊙ h]` (a `2H × H` GEMM for r, z, then `H × H` for `W_hn (r ⊙ h)`). The bias
+//! blocks of `b_hh` that only add are folded into the engine's input projection.
 
 use std::ops::Range;
 
 use nalgebra::{DMatrix, RealField};
 
-use crate::activation::sigmoid;
-use crate::cell::affine;
+pub use crate::cell::{BIAS_HH, BIAS_IH, WEIGHT_HH, WEIGHT_IH};
+use crate::engine::mat::{add_row_sums, sigmoid_in_place, tanh_in_place};
+use crate::engine::{MatMut, MatRef, Op, gemm};
 use crate::rng::Rng;
 use crate::{BpttError, Cell, Params};
-
-/// Index of `weight_ih` (3H × D) in [`Gru::params`].
-pub const WEIGHT_IH: usize = 0;
-/// Index of `weight_hh` (3H × H).
-pub const WEIGHT_HH: usize = 1;
-/// Index of `bias_ih` (3H × 1).
-pub const BIAS_IH: usize = 2;
-/// Index of `bias_hh` (3H × 1).
-pub const BIAS_HH: usize = 3;
 
 /// The three gate blocks of the GRU's stacked matrices, in PyTorch order r, z, n.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,19 +91,6 @@ impl std::str::FromStr for GruVariant {
 pub struct Gru<T: RealField + Copy> {
     variant: GruVariant,
     params: Params<T>,
-}
-
-/// What one step's backward pass needs (H × B unless noted).
-#[derive(Clone, Debug)]
-pub struct GruCache<T: RealField + Copy> {
-    /// D × B.
-    pub x: DMatrix<T>,
-    pub h_prev: DMatrix<T>,
-    pub r: DMatrix<T>,
-    pub z: DMatrix<T>,
-    pub n: DMatrix<T>,
-    /// ResetAfter: `W_hn h + b_hn`; ResetBefore: `r ⊙ h_{t−1}`.
-    pub hn: DMatrix<T>,
 }
 
 impl<T: RealField + Copy> Gru<T> {
@@ -186,17 +171,20 @@ impl<T: RealField + Copy> Gru<T> {
     }
 }
 
-impl<T: RealField + Copy> Cell<T> for Gru<T> {
-    type Cache = GruCache<T>;
+impl<T: RealField + Copy> Gru<T> {
+    /// Tape rows of the candidate `n` (`[r; z; hn; n]` or `[r; z; n; r ⊙ h]`).
+    fn n_rows(&self) -> Range<usize> {
+        let hd = self.hidden_size();
+        match self.variant {
+            GruVariant::ResetAfter => 3 * hd..4 * hd,
+            GruVariant::ResetBefore => 2 * hd..3 * hd,
+        }
+    }
+}
 
+impl<T: RealField + Copy> Cell<T> for Gru<T> {
     fn name(&self) -> String {
         self.variant.name().into()
-    }
-    fn input_size(&self) -> usize {
-        self.params[WEIGHT_IH].ncols()
-    }
-    fn hidden_size(&self) -> usize {
-        self.params[WEIGHT_HH].ncols()
     }
     fn params(&self) -> &Params<T> {
         &self.params
@@ -204,133 +192,219 @@ impl<T: RealField + Copy> Cell<T> for Gru<T> {
     fn params_mut(&mut self) -> &mut Params<T> {
         &mut self.params
     }
+    fn tape_rows(&self) -> usize {
+        4 * self.hidden_size()
+    }
+    fn projection_bias(&self, out: &mut [T]) {
+        let hd = self.hidden_size();
+        // b_hr, b_hz only add; so does b_hn for ResetBefore (outside the product with r)
+        let folded = match self.variant {
+            GruVariant::ResetAfter => 2 * hd,
+            GruVariant::ResetBefore => 3 * hd,
+        };
+        for (k, o) in out.iter_mut().enumerate() {
+            let bi = self.bias_ih()[k];
+            *o = if k < folded {
+                bi + self.bias_hh()[k]
+            } else {
+                bi
+            };
+        }
+    }
+    fn split_recurrent_grad(&self) -> bool {
+        self.variant == GruVariant::ResetAfter
+    }
 
-    fn step_forward(&self, x: &DMatrix<T>, h_prev: &DMatrix<T>) -> (DMatrix<T>, GruCache<T>) {
-        let hidden = self.hidden_size();
-        let (rr, zr, nr) = (
-            GruGate::Reset.rows(hidden),
-            GruGate::Update.rows(hidden),
-            GruGate::New.rows(hidden),
-        );
-        let (w_hh, b_hh) = (self.weight_hh(), self.bias_hh());
-        // input side for all three gates: gi = W_ih x + b_ih 1ᵀ (3H × B)
-        let gi = affine(self.weight_ih().as_view(), x, self.bias_ih().as_view());
-        // recurrent side of r and z: gh = W_h{r,z} h + b_h{r,z} (2H × B)
-        let gh = affine(w_hh.rows(0, 2 * hidden), h_prev, b_hh.rows(0, 2 * hidden));
-        let r = (gi.rows(rr.start, hidden) + gh.rows(rr.start, hidden)).map(sigmoid);
-        let z = (gi.rows(zr.start, hidden) + gh.rows(zr.start, hidden)).map(sigmoid);
-        let (w_hn, b_hn) = (w_hh.rows(nr.start, hidden), b_hh.rows(nr.start, hidden));
-        let (n_pre, hn) = match self.variant {
+    fn step_forward(&self, tape: MatMut<'_, T>, h_prev: MatRef<'_, T>, h: MatMut<'_, T>) {
+        let hd = self.hidden_size();
+        let (mut tape, mut h) = (tape, h);
+        let w_hh = MatRef::from(self.weight_hh());
+        match self.variant {
             GruVariant::ResetAfter => {
-                // hn = W_hn h + b_hn ;  n = tanh(gi_n + r ⊙ hn)
-                let hn = affine(w_hn, h_prev, b_hn);
-                (gi.rows(nr.start, hidden) + r.component_mul(&hn), hn)
+                // move P_n below, put b_hn in its place: one GEMM then gives
+                // [P_r + W_hr h; P_z + W_hz h; hn = b_hn + W_hn h]
+                let b_hn = &self.bias_hh().as_slice()[2 * hd..];
+                for j in 0..tape.cols() {
+                    let col = tape.col_mut(j);
+                    col.copy_within(2 * hd..3 * hd, 3 * hd);
+                    col[2 * hd..3 * hd].copy_from_slice(b_hn);
+                }
+                gemm(
+                    tape.reborrow().row_block(0, 3 * hd),
+                    true,
+                    Op::N(w_hh),
+                    Op::N(h_prev),
+                );
+                for j in 0..tape.cols() {
+                    let col = tape.col_mut(j);
+                    sigmoid_in_place(&mut col[..2 * hd]);
+                    // n = tanh(P_n + r ⊙ hn)
+                    let (rzh, n) = col.split_at_mut(3 * hd);
+                    for k in 0..hd {
+                        n[k] += rzh[k] * rzh[2 * hd + k];
+                    }
+                    tanh_in_place(n);
+                }
             }
             GruVariant::ResetBefore => {
-                // hn = r ⊙ h ;  n = tanh(gi_n + W_hn hn + b_hn)
-                let hn = r.component_mul(h_prev);
-                (gi.rows(nr.start, hidden) + affine(w_hn, &hn, b_hn), hn)
+                gemm(
+                    tape.reborrow().row_block(0, 2 * hd),
+                    true,
+                    Op::N(w_hh.row_block(0, 2 * hd)),
+                    Op::N(h_prev),
+                );
+                // rh = r ⊙ h_prev, built in h (free until the end of the step) and kept on the
+                // tape; then n = tanh(P_n + W_hn (r ⊙ h))
+                for j in 0..tape.cols() {
+                    let col = tape.col_mut(j);
+                    sigmoid_in_place(&mut col[..2 * hd]);
+                    let (hp, rh) = (h_prev.col(j), h.col_mut(j));
+                    for k in 0..hd {
+                        rh[k] = col[k] * hp[k];
+                    }
+                    col[3 * hd..].copy_from_slice(rh);
+                }
+                gemm(
+                    tape.reborrow().row_block(2 * hd, hd),
+                    true,
+                    Op::N(w_hh.row_block(2 * hd, hd)),
+                    Op::N(h.as_ref()),
+                );
+                for j in 0..tape.cols() {
+                    tanh_in_place(&mut tape.col_mut(j)[2 * hd..3 * hd]);
+                }
             }
-        };
-        let n = n_pre.map(|v| v.tanh());
+        }
         // h = (1 − z) ⊙ n + z ⊙ h_prev, evaluated as PyTorch does: n + z ⊙ (h_prev − n)
-        let h = n.zip_zip_map(&z, h_prev, |n, z, h| n + z * (h - n));
-        let cache = GruCache {
-            x: x.clone(),
-            h_prev: h_prev.clone(),
-            r,
-            z,
-            n,
-            hn,
-        };
-        (h, cache)
+        let nr = self.n_rows();
+        for j in 0..tape.cols() {
+            let col = tape.col(j);
+            let (z, n, hp) = (&col[hd..2 * hd], &col[nr.clone()], h_prev.col(j));
+            for (k, h) in h.col_mut(j).iter_mut().enumerate() {
+                *h = n[k] + z[k] * (hp[k] - n[k]);
+            }
+        }
     }
 
     fn step_backward(
         &self,
-        dh: &DMatrix<T>,
-        cache: &GruCache<T>,
-        grads: &mut Params<T>,
-    ) -> (DMatrix<T>, DMatrix<T>) {
-        let (one, zero) = (T::one(), T::zero());
-        let hidden = self.hidden_size();
-        let batch = dh.ncols();
-        let nr = GruGate::New.rows(hidden);
-        let GruCache {
-            x,
-            h_prev,
-            r,
-            z,
-            n,
-            hn,
-        } = cache;
-        // h = (1 − z) ⊙ n + z ⊙ h_prev
-        let dn = dh.zip_map(z, |d, z| d * (one - z));
-        let dz = dh.zip_zip_map(h_prev, n, |d, h, n| d * (h - n));
-        let mut dh_prev = dh.component_mul(z);
-        // backprop through tanh and the update gate's sigmoid
-        let da_n = dn.zip_map(n, |d, n| d * (one - n * n));
-        let da_z = dz.zip_map(z, |d, z| d * z * (one - z));
-        let w_hn = self.weight_hh().rows(nr.start, hidden);
-        // the reset gate, and the recurrent pre-activation gradient of the n block
-        let (dr, d_hn_block, hn_input) = match self.variant {
+        dh: MatRef<'_, T>,
+        tape: MatRef<'_, T>,
+        h_prev: MatRef<'_, T>,
+        _h: MatRef<'_, T>,
+        d_ih: MatMut<'_, T>,
+        d_hh: Option<MatMut<'_, T>>,
+        dh_prev: MatMut<'_, T>,
+    ) {
+        let one = T::one();
+        let hd = self.hidden_size();
+        let nr = self.n_rows();
+        let w_hh = MatRef::from(self.weight_hh());
+        let (mut dgi, mut dh_prev) = (d_ih, dh_prev);
+        // h = (1 − z) ⊙ n + z ⊙ h_prev: into n and z, and directly into h_prev
+        for j in 0..dgi.cols() {
+            let (col, g, hp) = (tape.col(j), dh.col(j), h_prev.col(j));
+            let (z, n) = (&col[hd..2 * hd], &col[nr.clone()]);
+            let d = dgi.col_mut(j);
+            for k in 0..hd {
+                let dn = g[k] * (one - z[k]);
+                let dz = g[k] * (hp[k] - n[k]);
+                // backprop through tanh and the update gate's sigmoid
+                d[2 * hd + k] = dn * (one - n[k] * n[k]);
+                d[hd + k] = dz * z[k] * (one - z[k]);
+            }
+        }
+        match self.variant {
             GruVariant::ResetAfter => {
-                // n_pre = gi_n + r ⊙ hn, hn = W_hn h + b_hn
-                (da_n.component_mul(hn), da_n.component_mul(r), h_prev)
+                let mut dgh = d_hh.expect("ResetAfter keeps the recurrent gradient apart");
+                for j in 0..dgi.cols() {
+                    let (col, g) = (tape.col(j), dh.col(j));
+                    let (r, z, hn) = (&col[..hd], &col[hd..2 * hd], &col[2 * hd..3 * hd]);
+                    let (d, e) = (dgi.col_mut(j), dgh.col_mut(j));
+                    for k in 0..hd {
+                        let da_n = d[2 * hd + k];
+                        // n_pre = P_n + r ⊙ hn, hn = W_hn h + b_hn
+                        let dr = da_n * hn[k];
+                        d[k] = dr * r[k] * (one - r[k]);
+                        e[k] = d[k];
+                        e[hd + k] = d[hd + k];
+                        e[2 * hd + k] = da_n * r[k];
+                    }
+                    let p = dh_prev.col_mut(j);
+                    for k in 0..hd {
+                        p[k] = g[k] * z[k];
+                    }
+                }
+                // dh_prev += W_hhᵀ [dA_r; dA_z; d_hn]
+                gemm(dh_prev, true, Op::T(w_hh), Op::N(dgh.as_ref()));
             }
             GruVariant::ResetBefore => {
-                // n_pre = gi_n + W_hn (r ⊙ h) + b_hn
-                let mut d_rh = DMatrix::zeros(hidden, batch);
-                d_rh.gemm_tr(one, &w_hn, &da_n, zero);
-                dh_prev += d_rh.component_mul(r);
-                (d_rh.component_mul(h_prev), da_n.clone(), hn)
+                // d(r ⊙ h) = W_hnᵀ dA_n, into dh_prev as scratch
+                gemm(
+                    dh_prev.reborrow(),
+                    false,
+                    Op::T(w_hh.row_block(2 * hd, hd)),
+                    Op::N(dgi.as_ref().row_block(2 * hd, hd)),
+                );
+                for j in 0..dgi.cols() {
+                    let (col, g, hp) = (tape.col(j), dh.col(j), h_prev.col(j));
+                    let (r, z) = (&col[..hd], &col[hd..2 * hd]);
+                    let (d, p) = (dgi.col_mut(j), dh_prev.col_mut(j));
+                    for k in 0..hd {
+                        let d_rh = p[k];
+                        let dr = d_rh * hp[k];
+                        d[k] = dr * r[k] * (one - r[k]);
+                        p[k] = g[k] * z[k] + d_rh * r[k];
+                    }
+                }
+                // dh_prev += W_h{r,z}ᵀ [dA_r; dA_z]
+                gemm(
+                    dh_prev,
+                    true,
+                    Op::T(w_hh.row_block(0, 2 * hd)),
+                    Op::N(dgi.as_ref().row_block(0, 2 * hd)),
+                );
             }
-        };
-        let da_r = dr.zip_map(r, |d, r| d * r * (one - r));
-        // stacked pre-activation gradients: input side [dA_r; dA_z; dA_n], recurrent side
-        // [dA_r; dA_z; d_hn_block] (the n block's recurrent input is h or r ⊙ h)
-        let mut dgi = DMatrix::zeros(3 * hidden, batch);
-        dgi.rows_mut(0, hidden).copy_from(&da_r);
-        dgi.rows_mut(hidden, hidden).copy_from(&da_z);
-        dgi.rows_mut(nr.start, hidden).copy_from(&da_n);
-        let mut dgh = dgi.clone();
-        dgh.rows_mut(nr.start, hidden).copy_from(&d_hn_block);
-        for b in 0..batch {
-            grads[WEIGHT_IH].ger(one, &dgi.column(b), &x.column(b), one);
-            grads[WEIGHT_HH].rows_mut(0, 2 * hidden).ger(
-                one,
-                &dgh.rows(0, 2 * hidden).column(b),
-                &h_prev.column(b),
-                one,
-            );
-            grads[WEIGHT_HH].rows_mut(nr.start, hidden).ger(
-                one,
-                &d_hn_block.column(b),
-                &hn_input.column(b),
-                one,
-            );
         }
-        grads[BIAS_IH].column_mut(0).add_assign(&dgi.column_sum());
-        grads[BIAS_HH].column_mut(0).add_assign(&dgh.column_sum());
-        // dx = W_ihᵀ dgi ; dh_prev += W_h{r,z}ᵀ [dA_r; dA_z] (+ W_hnᵀ d_hn for ResetAfter)
-        let mut dx = DMatrix::zeros(self.input_size(), batch);
-        dx.gemm_tr(one, self.weight_ih(), &dgi, zero);
-        let rec_rows = match self.variant {
-            GruVariant::ResetAfter => 3 * hidden,
-            GruVariant::ResetBefore => 2 * hidden,
-        };
-        dh_prev.gemm_tr(
-            one,
-            &self.weight_hh().rows(0, rec_rows),
-            &dgh.rows(0, rec_rows),
-            one,
-        );
-        (dx, dh_prev)
     }
 
-    fn conditioning(&self, c: &GruCache<T>) -> f64 {
-        use crate::cell::{sigmoid_conditioning, tanh_conditioning};
-        sigmoid_conditioning(c.r.iter().chain(c.z.iter())).max(tanh_conditioning(c.n.iter()))
+    fn recurrent_param_grads(
+        &self,
+        d_hh: MatRef<'_, T>,
+        tape: MatRef<'_, T>,
+        h_prev: MatRef<'_, T>,
+        grads: &mut Params<T>,
+        scratch: &mut [T],
+    ) {
+        let hd = self.hidden_size();
+        let dw = MatMut::from(&mut grads[WEIGHT_HH]);
+        match self.variant {
+            GruVariant::ResetAfter => gemm(dw, true, Op::N(d_hh), Op::T(h_prev)),
+            GruVariant::ResetBefore => {
+                let mut dw = dw;
+                // r, z blocks read h_{t−1}; the n block reads r ⊙ h_{t−1}
+                gemm(
+                    dw.reborrow().row_block(0, 2 * hd),
+                    true,
+                    Op::N(d_hh.row_block(0, 2 * hd)),
+                    Op::T(h_prev),
+                );
+                gemm(
+                    dw.row_block(2 * hd, hd),
+                    true,
+                    Op::N(d_hh.row_block(2 * hd, hd)),
+                    Op::T(tape.row_block(3 * hd, hd)),
+                );
+            }
+        }
+        add_row_sums(d_hh, grads[BIAS_HH].as_mut_slice(), scratch);
+    }
+
+    fn conditioning(&self, tape: MatRef<'_, T>, _states: MatRef<'_, T>) -> f64 {
+        use crate::cell::{entries, sigmoid_conditioning, tanh_conditioning};
+        let hd = self.hidden_size();
+        sigmoid_conditioning(entries(tape, 0..2 * hd))
+            .max(tanh_conditioning(entries(tape, self.n_rows())))
     }
 }
 
@@ -348,8 +422,6 @@ impl<T: RealField + Copy> crate::cell::Rescalar<T> for Gru<T> {
         }
     }
 }
-
-use std::ops::AddAssign;
 
 #[cfg(test)]
 mod tests {
@@ -380,14 +452,19 @@ mod tests {
         let x = DMatrix::from_element(2, 1, 0.3);
         let h = DMatrix::from_column_slice(3, 1, &[0.1, -0.4, 0.9]);
         approx::assert_relative_eq!(
-            a.step_forward(&x, &h).0,
-            b.step_forward(&x, &h).0,
+            crate::sequence::step(&a, &x, &h).unwrap(),
+            crate::sequence::step(&b, &x, &h).unwrap(),
             epsilon = 1e-15,
             max_relative = 1e-14
         );
         // and differ otherwise
         a.params_mut()[BIAS_IH].rows_mut(0, 3).fill(0.0);
         b.params_mut()[BIAS_IH].rows_mut(0, 3).fill(0.0);
-        assert!((a.step_forward(&x, &h).0 - b.step_forward(&x, &h).0).amax() > 1e-3);
+        assert!(
+            (crate::sequence::step(&a, &x, &h).unwrap()
+                - crate::sequence::step(&b, &x, &h).unwrap())
+            .amax()
+                > 1e-3
+        );
     }
 }

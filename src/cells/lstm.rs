@@ -10,35 +10,30 @@
 //! h_t = o ⊙ tanh(c_t)
 //! ```
 //!
-//! The state is `s_t = [h_t; c_t]` (2H × B). Backward, given `dh_t` and `dc_t` (derivation:
-//! `proofs/lstm.md`):
+//! The state is `s_t = [h_t; c_t]` (2H × B). The engine's projection carries `b_ih + b_hh`;
+//! a step is one `4H × H` GEMM for all four gates and one element-wise pass. Tape per step:
+//! the activated gates `[i; f; g; o]` and `tanh(c_t)` (5H × B).
+//!
+//! Backward, given `dh_t` and `dc_t` (derivation: `proofs/lstm.md`):
 //!
 //! ```text
 //! do   = dh ⊙ tanh(c_t)
 //! dc  ← dc + dh ⊙ o ⊙ (1 − tanh²(c_t))          total gradient of c_t
 //! df   = dc ⊙ c_{t−1}     di = dc ⊙ g     dg = dc ⊙ i     dc_{t−1} = dc ⊙ f
 //! dA_i = di ⊙ i(1−i)  dA_f = df ⊙ f(1−f)  dA_g = dg ⊙ (1−g²)  dA_o = do ⊙ o(1−o)
-//! dW_ih += dA x_tᵀ   dW_hh += dA h_{t−1}ᵀ   db_ih += dA 1   db_hh += dA 1
-//! dx_t = W_ihᵀ dA    dh_{t−1} = W_hhᵀ dA
+//! dh_{t−1} = W_hhᵀ dA                                          (this step)
+//! dW_ih += dA Xᵀ   dW_hh += dA H_prevᵀ   db_ih, db_hh += dA 1   (engine, all steps)
 //! ```
 
 use std::ops::Range;
 
 use nalgebra::{DMatrix, RealField};
 
-use crate::activation::sigmoid;
-use crate::cell::affine;
+pub use crate::cell::{BIAS_HH, BIAS_IH, WEIGHT_HH, WEIGHT_IH};
+use crate::engine::mat::{sigmoid_in_place, tanh_in_place, tanh_into};
+use crate::engine::{MatMut, MatRef, Op, gemm};
 use crate::rng::Rng;
 use crate::{Cell, Params};
-
-/// Index of `weight_ih` (4H × D) in [`Lstm::params`].
-pub const WEIGHT_IH: usize = 0;
-/// Index of `weight_hh` (4H × H).
-pub const WEIGHT_HH: usize = 1;
-/// Index of `bias_ih` (4H × 1).
-pub const BIAS_IH: usize = 2;
-/// Index of `bias_hh` (4H × 1).
-pub const BIAS_HH: usize = 3;
 
 /// The four gate blocks of the LSTM's stacked matrices, in PyTorch order i, f, g, o.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,20 +64,6 @@ impl LstmGate {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Lstm<T: RealField + Copy> {
     params: Params<T>,
-}
-
-/// What one step's backward pass needs (every matrix H × B except `x`, D × B).
-#[derive(Clone, Debug)]
-pub struct LstmCache<T: RealField + Copy> {
-    pub x: DMatrix<T>,
-    pub h_prev: DMatrix<T>,
-    pub c_prev: DMatrix<T>,
-    pub i: DMatrix<T>,
-    pub f: DMatrix<T>,
-    pub g: DMatrix<T>,
-    pub o: DMatrix<T>,
-    /// `tanh(c_t)`.
-    pub tanh_c: DMatrix<T>,
 }
 
 impl<T: RealField + Copy> Lstm<T> {
@@ -187,23 +168,9 @@ impl<T: RealField + Copy> Lstm<T> {
     }
 }
 
-/// Rows of `m` belonging to `gate`, as an owned H × B matrix.
-fn block<T: RealField + Copy>(m: &DMatrix<T>, gate: LstmGate, hidden: usize) -> DMatrix<T> {
-    let r = gate.rows(hidden);
-    m.rows(r.start, r.len()).into_owned()
-}
-
 impl<T: RealField + Copy> Cell<T> for Lstm<T> {
-    type Cache = LstmCache<T>;
-
     fn name(&self) -> String {
         "lstm".into()
-    }
-    fn input_size(&self) -> usize {
-        self.params[WEIGHT_IH].ncols()
-    }
-    fn hidden_size(&self) -> usize {
-        self.params[WEIGHT_HH].ncols()
     }
     fn state_size(&self) -> usize {
         2 * self.hidden_size()
@@ -217,105 +184,109 @@ impl<T: RealField + Copy> Cell<T> for Lstm<T> {
     fn params_mut(&mut self) -> &mut Params<T> {
         &mut self.params
     }
+    fn tape_rows(&self) -> usize {
+        5 * self.hidden_size()
+    }
+    fn projection_bias(&self, out: &mut [T]) {
+        for ((o, bi), bh) in out
+            .iter_mut()
+            .zip(self.bias_ih().iter())
+            .zip(self.bias_hh().iter())
+        {
+            *o = *bi + *bh;
+        }
+    }
 
-    fn step_forward(&self, x: &DMatrix<T>, s_prev: &DMatrix<T>) -> (DMatrix<T>, LstmCache<T>) {
-        let hidden = self.hidden_size();
-        let h_prev = s_prev.rows(0, hidden).into_owned();
-        let c_prev = s_prev.rows(hidden, hidden).into_owned();
-        // A = (W_ih x + b_ih 1ᵀ) + (W_hh h_prev + b_hh 1ᵀ): all four gates, one GEMM per side
-        let a = affine(self.weight_ih().as_view(), x, self.bias_ih().as_view())
-            + affine(
-                self.weight_hh().as_view(),
-                &h_prev,
-                self.bias_hh().as_view(),
-            );
-        let i = block(&a, LstmGate::Input, hidden).map(sigmoid);
-        let f = block(&a, LstmGate::Forget, hidden).map(sigmoid);
-        let g = block(&a, LstmGate::Cell, hidden).map(|v| v.tanh());
-        let o = block(&a, LstmGate::Output, hidden).map(sigmoid);
-        // c = f ⊙ c_prev + i ⊙ g ;  h = o ⊙ tanh(c)
-        let c = f.component_mul(&c_prev) + i.component_mul(&g);
-        let tanh_c = c.map(|v| v.tanh());
-        let h = o.component_mul(&tanh_c);
-        let mut s = DMatrix::zeros(2 * hidden, x.ncols());
-        s.rows_mut(0, hidden).copy_from(&h);
-        s.rows_mut(hidden, hidden).copy_from(&c);
-        let cache = LstmCache {
-            x: x.clone(),
-            h_prev,
-            c_prev,
-            i,
-            f,
-            g,
-            o,
-            tanh_c,
-        };
-        (s, cache)
+    fn step_forward(&self, tape: MatMut<'_, T>, s_prev: MatRef<'_, T>, s: MatMut<'_, T>) {
+        let hd = self.hidden_size();
+        let (mut tape, mut s) = (tape, s);
+        // A = P + W_hh h_prev: all four gates in one GEMM
+        gemm(
+            tape.reborrow().row_block(0, 4 * hd),
+            true,
+            Op::N(MatRef::from(self.weight_hh())),
+            Op::N(s_prev.row_block(0, hd)),
+        );
+        for j in 0..tape.cols() {
+            let col = tape.col_mut(j);
+            let (gates, tanh_c) = col.split_at_mut(4 * hd);
+            // i, f = σ(A_i), σ(A_f); g = tanh(A_g); o = σ(A_o)
+            sigmoid_in_place(&mut gates[..2 * hd]);
+            tanh_in_place(&mut gates[2 * hd..3 * hd]);
+            sigmoid_in_place(&mut gates[3 * hd..]);
+            let (i, rest) = gates.split_at(hd);
+            let (f, rest) = rest.split_at(hd);
+            let (g, o) = rest.split_at(hd);
+            let c_prev = &s_prev.col(j)[hd..];
+            let (h, c) = s.col_mut(j).split_at_mut(hd);
+            // c = f ⊙ c_prev + i ⊙ g ;  h = o ⊙ tanh(c)
+            for k in 0..hd {
+                c[k] = f[k] * c_prev[k] + i[k] * g[k];
+            }
+            tanh_into(c, tanh_c);
+            for k in 0..hd {
+                h[k] = o[k] * tanh_c[k];
+            }
+        }
     }
 
     fn step_backward(
         &self,
-        ds: &DMatrix<T>,
-        cache: &LstmCache<T>,
-        grads: &mut Params<T>,
-    ) -> (DMatrix<T>, DMatrix<T>) {
-        let (one, zero) = (T::one(), T::zero());
-        let hidden = self.hidden_size();
-        let batch = ds.ncols();
-        let dh = ds.rows(0, hidden);
-        let LstmCache {
-            x,
-            h_prev,
-            c_prev,
-            i,
-            f,
-            g,
-            o,
-            tanh_c,
-        } = cache;
-        // h = o ⊙ tanh(c): to the output gate, and through tanh into the cell state
-        let d_o = dh.component_mul(tanh_c);
-        let dc =
-            ds.rows(hidden, hidden) + dh.zip_zip_map(o, tanh_c, |d, o, t| d * o * (one - t * t));
-        // c = f ⊙ c_prev + i ⊙ g
-        let d_f = dc.component_mul(c_prev);
-        let d_i = dc.component_mul(g);
-        let d_g = dc.component_mul(i);
-        let dc_prev = dc.component_mul(f);
-        // backprop through the gate non-linearities into the stacked pre-activation dA (4H × B)
-        let mut da = DMatrix::zeros(4 * hidden, batch);
-        let sig_back = |d: &DMatrix<T>, y: &DMatrix<T>| d.zip_map(y, |d, y| d * y * (one - y));
-        da.rows_mut(LstmGate::Input.rows(hidden).start, hidden)
-            .copy_from(&sig_back(&d_i, i));
-        da.rows_mut(LstmGate::Forget.rows(hidden).start, hidden)
-            .copy_from(&sig_back(&d_f, f));
-        da.rows_mut(LstmGate::Cell.rows(hidden).start, hidden)
-            .copy_from(&d_g.zip_map(g, |d, g| d * (one - g * g)));
-        da.rows_mut(LstmGate::Output.rows(hidden).start, hidden)
-            .copy_from(&sig_back(&d_o, o));
-        // dW_ih += dA xᵀ, dW_hh += dA h_prevᵀ, biases += batch sum of dA
-        for b in 0..batch {
-            grads[WEIGHT_IH].ger(one, &da.column(b), &x.column(b), one);
-            grads[WEIGHT_HH].ger(one, &da.column(b), &h_prev.column(b), one);
+        ds: MatRef<'_, T>,
+        tape: MatRef<'_, T>,
+        s_prev: MatRef<'_, T>,
+        _s: MatRef<'_, T>,
+        d_ih: MatMut<'_, T>,
+        _d_hh: Option<MatMut<'_, T>>,
+        ds_prev: MatMut<'_, T>,
+    ) {
+        let one = T::one();
+        let hd = self.hidden_size();
+        let (mut da, mut ds_prev) = (d_ih, ds_prev);
+        for j in 0..da.cols() {
+            let col = tape.col(j);
+            let (i, f, g, o, tanh_c) = (
+                &col[..hd],
+                &col[hd..2 * hd],
+                &col[2 * hd..3 * hd],
+                &col[3 * hd..4 * hd],
+                &col[4 * hd..],
+            );
+            let (dh, dc_next) = ds.col(j).split_at(hd);
+            let c_prev = &s_prev.col(j)[hd..];
+            let dc_prev = &mut ds_prev.col_mut(j)[hd..];
+            let da = da.col_mut(j);
+            for k in 0..hd {
+                // h = o ⊙ tanh(c): to the output gate, and through tanh into the cell state
+                let d_o = dh[k] * tanh_c[k];
+                let dc = dc_next[k] + dh[k] * o[k] * (one - tanh_c[k] * tanh_c[k]);
+                // c = f ⊙ c_prev + i ⊙ g
+                let (d_f, d_i, d_g) = (dc * c_prev[k], dc * g[k], dc * i[k]);
+                dc_prev[k] = dc * f[k];
+                // backprop through the gate non-linearities into dA (4H × B)
+                da[k] = d_i * i[k] * (one - i[k]);
+                da[hd + k] = d_f * f[k] * (one - f[k]);
+                da[2 * hd + k] = d_g * (one - g[k] * g[k]);
+                da[3 * hd + k] = d_o * o[k] * (one - o[k]);
+            }
         }
-        let db = da.column_sum();
-        grads[BIAS_IH].column_mut(0).add_assign(&db);
-        grads[BIAS_HH].column_mut(0).add_assign(&db);
-        // dx = W_ihᵀ dA ; dh_prev = W_hhᵀ dA ; ds_prev = [dh_prev; dc_prev]
-        let mut dx = DMatrix::zeros(self.input_size(), batch);
-        dx.gemm_tr(one, self.weight_ih(), &da, zero);
-        let mut ds_prev = DMatrix::zeros(2 * hidden, batch);
-        ds_prev
-            .rows_mut(0, hidden)
-            .gemm_tr(one, self.weight_hh(), &da, zero);
-        ds_prev.rows_mut(hidden, hidden).copy_from(&dc_prev);
-        (dx, ds_prev)
+        // dh_prev = W_hhᵀ dA
+        gemm(
+            ds_prev.row_block(0, hd),
+            false,
+            Op::T(MatRef::from(self.weight_hh())),
+            Op::N(da.as_ref()),
+        );
     }
 
-    fn conditioning(&self, c: &LstmCache<T>) -> f64 {
-        use crate::cell::{sigmoid_conditioning, tanh_conditioning};
-        let gates = sigmoid_conditioning(c.i.iter().chain(c.f.iter()).chain(c.o.iter()));
-        gates.max(tanh_conditioning(c.g.iter().chain(c.tanh_c.iter())))
+    fn conditioning(&self, tape: MatRef<'_, T>, _states: MatRef<'_, T>) -> f64 {
+        use crate::cell::{entries, sigmoid_conditioning, tanh_conditioning};
+        let hd = self.hidden_size();
+        let gates =
+            sigmoid_conditioning(entries(tape, 0..2 * hd).chain(entries(tape, 3 * hd..4 * hd)));
+        gates.max(tanh_conditioning(
+            entries(tape, 2 * hd..3 * hd).chain(entries(tape, 4 * hd..5 * hd)),
+        ))
     }
 }
 
@@ -330,8 +301,6 @@ impl<T: RealField + Copy> crate::cell::Rescalar<T> for Lstm<T> {
         Lstm { params }
     }
 }
-
-use std::ops::AddAssign;
 
 #[cfg(test)]
 mod tests {
@@ -373,7 +342,7 @@ mod tests {
         // all pre-activations 0: i = f = o = 1/2, g = 0, so c = c_prev / 2, h = tanh(c)/2
         let cell = Lstm::<f64>::zeros(1, 2);
         let s_prev = DMatrix::from_column_slice(4, 1, &[0.3, -0.2, 0.8, -1.0]);
-        let (s, _) = cell.step_forward(&DMatrix::from_element(1, 1, 0.5), &s_prev);
+        let s = crate::sequence::step(&cell, &DMatrix::from_element(1, 1, 0.5), &s_prev).unwrap();
         approx::assert_relative_eq!(s[(2, 0)], 0.4, epsilon = 1e-16, max_relative = 1e-15);
         approx::assert_relative_eq!(
             s[(0, 0)],

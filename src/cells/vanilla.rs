@@ -5,50 +5,31 @@
 //! h_t = σ(a_t)
 //! ```
 //!
+//! Both biases only ever add: the engine's input projection carries `b_ih + b_hh`, so a step
+//! is one GEMM `a_t = P_t + W_hh h_{t−1}` and one element-wise pass. Tape: `a_t` (H × B).
+//!
 //! Backward, given `dh_t = ∂L/∂h_t` (derivation: `proofs/vanilla.md`):
 //!
 //! ```text
-//! da_t      = dh_t ⊙ σ'(a_t)
-//! dW_ih    += da_t x_tᵀ          db_ih += da_t 1
-//! dW_hh    += da_t h_{t−1}ᵀ      db_hh += da_t 1
-//! dx_t      = W_ihᵀ da_t
+//! da_t      = dh_t ⊙ σ'(a_t)                     (this step; d_ih = d_hh = da)
 //! dh_{t−1}  = W_hhᵀ da_t
+//! dW_ih    += dA Xᵀ    dW_hh += dA H_prevᵀ    db_ih, db_hh += dA 1    (engine, all steps)
 //! ```
 
 use nalgebra::{DMatrix, RealField};
 
 use crate::activation::Activation;
-use crate::cell::affine;
+pub use crate::cell::{BIAS_HH, BIAS_IH, WEIGHT_HH, WEIGHT_IH};
+use crate::engine::mat::{sigmoid_into, tanh_into};
+use crate::engine::{MatMut, MatRef, Op, gemm};
 use crate::rng::Rng;
 use crate::{Cell, Params};
-
-/// Index of `weight_ih` (H × D) in [`VanillaRnn::params`].
-pub const WEIGHT_IH: usize = 0;
-/// Index of `weight_hh` (H × H).
-pub const WEIGHT_HH: usize = 1;
-/// Index of `bias_ih` (H × 1).
-pub const BIAS_IH: usize = 2;
-/// Index of `bias_hh` (H × 1).
-pub const BIAS_HH: usize = 3;
 
 /// Vanilla RNN cell with activation σ ∈ {tanh, sigmoid, ReLU, identity}.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VanillaRnn<T: RealField + Copy> {
     activation: Activation,
     params: Params<T>,
-}
-
-/// What one step's backward pass needs.
-#[derive(Clone, Debug)]
-pub struct VanillaCache<T: RealField + Copy> {
-    /// `x_t`, D × B.
-    pub x: DMatrix<T>,
-    /// `h_{t−1}`, H × B.
-    pub h_prev: DMatrix<T>,
-    /// Pre-activation `a_t`, H × B.
-    pub a: DMatrix<T>,
-    /// `h_t = σ(a_t)`, H × B.
-    pub h: DMatrix<T>,
 }
 
 impl<T: RealField + Copy> VanillaRnn<T> {
@@ -124,16 +105,8 @@ impl<T: RealField + Copy> VanillaRnn<T> {
 }
 
 impl<T: RealField + Copy> Cell<T> for VanillaRnn<T> {
-    type Cache = VanillaCache<T>;
-
     fn name(&self) -> String {
         format!("rnn-{}", self.activation.name())
-    }
-    fn input_size(&self) -> usize {
-        self.params[WEIGHT_IH].ncols()
-    }
-    fn hidden_size(&self) -> usize {
-        self.params[WEIGHT_HH].nrows()
     }
     fn params(&self) -> &Params<T> {
         &self.params
@@ -141,60 +114,95 @@ impl<T: RealField + Copy> Cell<T> for VanillaRnn<T> {
     fn params_mut(&mut self) -> &mut Params<T> {
         &mut self.params
     }
+    fn tape_rows(&self) -> usize {
+        self.hidden_size()
+    }
+    fn projection_bias(&self, out: &mut [T]) {
+        for ((o, bi), bh) in out
+            .iter_mut()
+            .zip(self.bias_ih().iter())
+            .zip(self.bias_hh().iter())
+        {
+            *o = *bi + *bh;
+        }
+    }
 
-    fn step_forward(&self, x: &DMatrix<T>, h_prev: &DMatrix<T>) -> (DMatrix<T>, VanillaCache<T>) {
-        // a = (W_ih x + b_ih 1ᵀ) + (W_hh h_prev + b_hh 1ᵀ), in PyTorch's grouping
-        let a = affine(self.weight_ih().as_view(), x, self.bias_ih().as_view())
-            + affine(self.weight_hh().as_view(), h_prev, self.bias_hh().as_view());
-        let act = self.activation;
-        let h = a.map(|v| act.value(v));
-        let cache = VanillaCache {
-            x: x.clone(),
-            h_prev: h_prev.clone(),
-            a,
-            h: h.clone(),
-        };
-        (h, cache)
+    fn step_forward(&self, tape: MatMut<'_, T>, h_prev: MatRef<'_, T>, h: MatMut<'_, T>) {
+        let (mut a, mut h) = (tape, h);
+        // a = P + W_hh h_prev  (P = W_ih x + b_ih + b_hh, from the engine)
+        gemm(
+            a.reborrow(),
+            true,
+            Op::N(MatRef::from(self.weight_hh())),
+            Op::N(h_prev),
+        );
+        for j in 0..a.cols() {
+            let (a, h) = (a.col_mut(j), h.col_mut(j));
+            match self.activation {
+                Activation::Tanh => tanh_into(a, h),
+                Activation::Sigmoid => sigmoid_into(a, h),
+                Activation::Relu => h
+                    .iter_mut()
+                    .zip(a.iter())
+                    .for_each(|(h, a)| *h = if *a > T::zero() { *a } else { T::zero() }),
+                Activation::Identity => h.copy_from_slice(a),
+            }
+        }
     }
 
     fn step_backward(
         &self,
-        dh: &DMatrix<T>,
-        cache: &VanillaCache<T>,
-        grads: &mut Params<T>,
-    ) -> (DMatrix<T>, DMatrix<T>) {
-        let (one, zero) = (T::one(), T::zero());
+        dh: MatRef<'_, T>,
+        tape: MatRef<'_, T>,
+        _h_prev: MatRef<'_, T>,
+        h: MatRef<'_, T>,
+        d_ih: MatMut<'_, T>,
+        _d_hh: Option<MatMut<'_, T>>,
+        dh_prev: MatMut<'_, T>,
+    ) {
+        let mut da = d_ih;
         let act = self.activation;
         // backprop through σ: da = dh ⊙ σ'(a)
-        let da = dh.zip_zip_map(&cache.a, &cache.h, |g, a, h| g * act.derivative(a, h));
-        // dW_ih += da xᵀ, dW_hh += da h_prevᵀ: one rank-1 update per sequence of the batch
-        for b in 0..da.ncols() {
-            grads[WEIGHT_IH].ger(one, &da.column(b), &cache.x.column(b), one);
-            grads[WEIGHT_HH].ger(one, &da.column(b), &cache.h_prev.column(b), one);
+        for j in 0..da.cols() {
+            let (g, a, h) = (dh.col(j), tape.col(j), h.col(j));
+            let d = da.col_mut(j);
+            match act {
+                Activation::Tanh => d
+                    .iter_mut()
+                    .zip(g.iter().zip(h))
+                    .for_each(|(d, (g, h))| *d = *g * (T::one() - *h * *h)),
+                Activation::Sigmoid => d
+                    .iter_mut()
+                    .zip(g.iter().zip(h))
+                    .for_each(|(d, (g, h))| *d = *g * *h * (T::one() - *h)),
+                Activation::Relu => d
+                    .iter_mut()
+                    .zip(g.iter().zip(a))
+                    .for_each(|(d, (g, a))| *d = if *a > T::zero() { *g } else { T::zero() }),
+                Activation::Identity => d.copy_from_slice(g),
+            }
         }
-        // both biases receive the batch sum of da
-        let db = da.column_sum();
-        grads[BIAS_IH].column_mut(0).add_assign(&db);
-        grads[BIAS_HH].column_mut(0).add_assign(&db);
-        // dx = W_ihᵀ da, dh_prev = W_hhᵀ da
-        let mut dx = DMatrix::zeros(self.input_size(), da.ncols());
-        dx.gemm_tr(one, self.weight_ih(), &da, zero);
-        let mut dh_prev = DMatrix::zeros(self.hidden_size(), da.ncols());
-        dh_prev.gemm_tr(one, self.weight_hh(), &da, zero);
-        (dx, dh_prev)
+        // dh_prev = W_hhᵀ da
+        gemm(
+            dh_prev,
+            false,
+            Op::T(MatRef::from(self.weight_hh())),
+            Op::N(da.as_ref()),
+        );
     }
 
-    fn conditioning(&self, cache: &VanillaCache<T>) -> f64 {
+    fn conditioning(&self, _tape: MatRef<'_, T>, states: MatRef<'_, T>) -> f64 {
+        let hs = crate::cell::entries(states, 0..self.hidden_size());
         match self.activation {
-            Activation::Tanh => crate::cell::tanh_conditioning(cache.h.iter()),
-            Activation::Sigmoid => crate::cell::sigmoid_conditioning(cache.h.iter()),
+            Activation::Tanh => crate::cell::tanh_conditioning(hs),
+            Activation::Sigmoid => crate::cell::sigmoid_conditioning(hs),
             Activation::Relu | Activation::Identity => 1.0,
         }
     }
 
-    fn kink_pattern(&self, cache: &VanillaCache<T>, out: &mut Vec<bool>) {
+    fn kink_pattern(&self, tape: MatRef<'_, T>, out: &mut Vec<bool>) {
         if self.activation.has_kink() {
-            out.extend(cache.a.iter().map(|&a| a > T::zero()));
+            out.extend(crate::cell::entries(tape, 0..tape.rows()).map(|&a| a > T::zero()));
         }
     }
 }
@@ -213,8 +221,6 @@ impl<T: RealField + Copy> crate::cell::Rescalar<T> for VanillaRnn<T> {
         }
     }
 }
-
-use std::ops::AddAssign;
 
 #[cfg(test)]
 mod tests {
@@ -253,7 +259,7 @@ mod tests {
         let cell: VanillaRnn<f64> = VanillaRnn::uniform(3, 4, Activation::Sigmoid, 1.0, &mut rng);
         let x = uniform_matrix::<f64>(&mut rng, 3, 2, 1.0);
         let h = uniform_matrix::<f64>(&mut rng, 4, 2, 1.0);
-        let (out, _) = cell.step_forward(&x, &h);
+        let out = crate::sequence::step(&cell, &x, &h).unwrap();
         for b in 0..2 {
             let a = cell.weight_ih() * x.column(b)
                 + cell.bias_ih()
