@@ -85,3 +85,24 @@ fn lstm_reports_the_cell_state_gradient_at_every_step() {
         max_relative = 1e-14
     );
 }
+
+/// A bidirectional layer whose directions differ in hidden size is rejected (as PyTorch allows
+/// only one size): an error, not a panic in the backward pass's row split.
+#[test]
+fn bidirectional_rejects_unequal_hidden_sizes() {
+    use bptt::arch::{Bidirectional, SeqLayer};
+    let mut rng = bptt::rng::stream(5, &[]);
+    let f = bptt::Lstm::<f64>::pytorch_init(3, 4, &mut rng);
+    let r = bptt::Lstm::<f64>::pytorch_init(3, 5, &mut rng);
+    let layer = Bidirectional::new(f, r);
+    let xs = vec![nalgebra::DMatrix::zeros(3, 2); 3];
+    let s0 = vec![
+        nalgebra::DMatrix::zeros(8, 2),
+        nalgebra::DMatrix::zeros(10, 2),
+    ];
+    let err = layer
+        .forward(&xs, &s0)
+        .err()
+        .expect("unequal sizes must be an error");
+    assert!(err.to_string().contains("different hidden sizes"), "{err}");
+}

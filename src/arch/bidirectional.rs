@@ -79,6 +79,14 @@ impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Bidirectional<C> {
                 "the two directions read inputs of different sizes".into(),
             ));
         }
+        if self.forward.hidden_size() != self.reverse.hidden_size() {
+            // as PyTorch: one hidden size for both directions (the output is [h→; h←])
+            return Err(BpttError::Invalid(format!(
+                "the two directions have different hidden sizes ({} and {})",
+                self.forward.hidden_size(),
+                self.reverse.hidden_size()
+            )));
+        }
         check_states(&self.state_sizes(), s0, s0.first().map_or(0, |s| s.ncols()))?;
         let fwd = sequence::forward(&self.forward, xs, &s0[0])?;
         let reversed: Vec<DMatrix<T>> = xs.iter().rev().cloned().collect();
