@@ -132,6 +132,17 @@ pub trait Cell<T: RealField + Copy>: Clone + Send + Sync {
     }
 }
 
+/// `out = b_ih + b_hh`: the projection bias of a cell whose recurrent bias only ever adds.
+pub(crate) fn folded_bias<T: RealField + Copy>(params: &Params<T>, out: &mut [T]) {
+    for ((o, bi), bh) in out
+        .iter_mut()
+        .zip(params[BIAS_IH].iter())
+        .zip(params[BIAS_HH].iter())
+    {
+        *o = *bi + *bh;
+    }
+}
+
 /// Every entry of the rows `rows` of `m`, column by column.
 pub(crate) fn entries<'a, T: Copy>(
     m: MatRef<'a, T>,

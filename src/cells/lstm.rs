@@ -188,13 +188,7 @@ impl<T: RealField + Copy> Cell<T> for Lstm<T> {
         5 * self.hidden_size()
     }
     fn projection_bias(&self, out: &mut [T]) {
-        for ((o, bi), bh) in out
-            .iter_mut()
-            .zip(self.bias_ih().iter())
-            .zip(self.bias_hh().iter())
-        {
-            *o = *bi + *bh;
-        }
+        crate::cell::folded_bias(&self.params, out);
     }
 
     fn step_forward(&self, tape: MatMut<'_, T>, s_prev: MatRef<'_, T>, s: MatMut<'_, T>) {

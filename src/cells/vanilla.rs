@@ -118,13 +118,7 @@ impl<T: RealField + Copy> Cell<T> for VanillaRnn<T> {
         self.hidden_size()
     }
     fn projection_bias(&self, out: &mut [T]) {
-        for ((o, bi), bh) in out
-            .iter_mut()
-            .zip(self.bias_ih().iter())
-            .zip(self.bias_hh().iter())
-        {
-            *o = *bi + *bh;
-        }
+        crate::cell::folded_bias(&self.params, out);
     }
 
     fn step_forward(&self, tape: MatMut<'_, T>, h_prev: MatRef<'_, T>, h: MatMut<'_, T>) {
