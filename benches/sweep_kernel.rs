@@ -5,7 +5,8 @@
 use bptt::Activation;
 use bptt::rng::stream;
 use bptt::spectral::{EigenWorkspace, Ensemble, gaussian, reference_eigenvalues, sigma_max};
-use bptt::sweep::{Sizes, SweepCell, VanillaKernel, Workspace, loss_direction, run_matrix};
+use bptt::sweep::{Sizes, SweepCell, Workspace, loss_direction, run_matrix};
+use bptt::{Cell, Lstm, VanillaRnn};
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 
@@ -22,9 +23,22 @@ fn bench(c: &mut Criterion) {
     let w_ih = gaussian(128, 32, 1.0 / 32f64.sqrt(), &mut rng);
     let xs = gaussian(32, 16 * 100, 1.0, &mut rng);
     let v = loss_direction(0, 128);
-    let mut kernel = VanillaKernel::default();
-    c.bench_function("kernel forward+backward tanh (128x128, T=100, B=16)", |b| {
-        b.iter(|| kernel.grad_norms(Activation::Tanh, black_box(&w_hh), &w_ih, &xs, &v, SIZES))
+    let mut ws = Workspace::new(128);
+    let mut cell = VanillaRnn::<f64>::zeros(32, 128, Activation::Tanh);
+    cell.params_mut()[bptt::cell::WEIGHT_HH].copy_from(&w_hh);
+    cell.params_mut()[bptt::cell::WEIGHT_IH].copy_from(&w_ih);
+    c.bench_function("engine forward+backward tanh (128x128, T=100, B=16)", |b| {
+        b.iter(|| {
+            ws.grad_norms(black_box(&cell), &xs, &v, SIZES.batch)
+                .unwrap()
+        })
+    });
+    let lstm = Lstm::<f64>::uniform(32, 128, 1.0 / 128f64.sqrt(), &mut stream(3, &[]));
+    c.bench_function("engine forward+backward lstm (128x128, T=100, B=16)", |b| {
+        b.iter(|| {
+            ws.grad_norms(black_box(&lstm), &xs, &v, SIZES.batch)
+                .unwrap()
+        })
     });
     // eigenvalue solvers over 16 matrices (iteration counts vary from matrix to matrix)
     let set: Vec<_> = (0..16)
@@ -48,7 +62,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("sigma_max (Lanczos, n=128)", |b| {
         b.iter(|| sigma_max(black_box(&w_hh), &mut stream(2, &[])))
     });
-    let mut ws = Workspace::new(128);
+    let mut ws = Workspace::new(128); // a fresh one, as each worker thread has
     let cell = SweepCell::Rnn(Activation::Tanh);
     c.bench_function("one matrix of the preset (draw, eig, sigma, kernel)", |b| {
         b.iter(|| {

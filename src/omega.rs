@@ -26,7 +26,11 @@ use nalgebra::DMatrix;
 
 use crate::BpttError;
 use crate::gradcheck::{Analytic, Checkable, Variable};
-use crate::sweep::view;
+
+/// A faer view of a nalgebra matrix (column-major and contiguous: no copy).
+fn view(m: &DMatrix<f64>) -> MatRef<'_, f64> {
+    MatRef::from_column_major_slice(m.as_slice(), m.nrows(), m.ncols())
+}
 
 /// The paper's bound on `‖δ_k‖²` below which a step is left out (its code's default).
 pub const DEFAULT_BOUND: f64 = 1e-20;
@@ -49,6 +53,29 @@ pub fn penalty(
     bound: f64,
     grad: Option<(&mut DMatrix<f64>, f64)>,
 ) -> Result<Omega, BpttError> {
+    penalty_with(&mut Scratch::default(), w_hh, u, delta_sq, bound, grad)
+}
+
+/// The buffers of [`penalty_with`], kept by a training loop so that Ω allocates nothing per
+/// update once warm.
+#[derive(Clone, Debug, Default)]
+pub struct Scratch {
+    /// `G = W_hhᵀ U`, H × N.
+    g: DMatrix<f64>,
+    /// `U diag(coef)`, H × N.
+    scaled: DMatrix<f64>,
+    coef: Vec<f64>,
+}
+
+/// [`penalty`] over reusable buffers.
+pub fn penalty_with(
+    scratch: &mut Scratch,
+    w_hh: &DMatrix<f64>,
+    u: &DMatrix<f64>,
+    delta_sq: &[f64],
+    bound: f64,
+    grad: Option<(&mut DMatrix<f64>, f64)>,
+) -> Result<Omega, BpttError> {
     let (h, n) = u.shape();
     if w_hh.shape() != (h, h) || delta_sq.len() != n {
         return Err(BpttError::Invalid(format!(
@@ -59,9 +86,11 @@ pub fn penalty(
         )));
     }
     // g_k = W_hhᵀ u_k for every column at once
-    let mut g = DMatrix::zeros(h, n);
-    matmul(&mut g, view(w_hh).transpose(), view(u), Accum::Replace, 1.0);
-    let mut coef = vec![0.0; n];
+    let Scratch { g, scaled, coef } = scratch;
+    crate::engine::ensure(g, h, n);
+    matmul(g, view(w_hh).transpose(), view(u), Accum::Replace, 1.0);
+    coef.clear();
+    coef.resize(n, 0.0);
     let (mut sum, mut used) = (0.0, 0usize);
     for (j, &d2) in delta_sq.iter().enumerate() {
         // also leaves out non-finite δ (NaN fails the comparison)
@@ -84,17 +113,12 @@ pub fn penalty(
             return Err(BpttError::shape("Ω gradient", (h, h), dw.shape()));
         }
         // ∂Ω/∂W_hh = (U diag(coef)) Gᵀ / M
-        let mut scaled = u.clone();
-        for (mut col, c) in scaled.column_iter_mut().zip(&coef) {
+        crate::engine::ensure(scaled, h, n);
+        scaled.copy_from(u);
+        for (mut col, c) in scaled.column_iter_mut().zip(coef.iter()) {
             col *= *c;
         }
-        matmul(
-            dw,
-            view(&scaled),
-            view(&g).transpose(),
-            Accum::Add,
-            alpha / m,
-        );
+        matmul(dw, view(scaled), view(g).transpose(), Accum::Add, alpha / m);
     }
     Ok(Omega {
         value: sum / m,

@@ -2,22 +2,19 @@
 //! a target spectral radius ρ, the per-step gradient norms `‖∂L/∂h_k‖`, k = 0..T, of
 //! `L = Σ_b v·h_T^{(b)}` (v a fixed random unit vector), and the fitted decay rate.
 //!
-//! The vanilla cells run through an allocation-free kernel ([`VanillaKernel`]): the batch as
-//! columns, the input projection of all T steps as one GEMM, then per step one GEMM into
-//! preallocated buffers (faer's matmul on nalgebra's storage, no copies) and an element-wise
-//! pass; backward one GEMM with a precomputed `W_hhᵀ` per step. It is checked against the
-//! generic [`crate::sequence::backward`] in the tests. Gated cells use the generic path.
+//! Every cell runs through the engine ([`crate::engine`]) in its state-gradients-only mode
+//! ([`Want::STATES_ONLY`]): the code the property tests check is the code that measures.
 
 use std::fmt;
 use std::str::FromStr;
 
-use faer::{Accum, MatMut, MatRef, Par};
-use nalgebra::{DMatrix, DVector};
+use crate::engine::{self, Inputs, MatRef, Tape, Upstream, Want};
+use nalgebra::{DMatrix, DVector, DVectorView};
 
 use crate::cells::gru::GruGate;
 use crate::cells::lstm::LstmGate;
 use crate::rng::{Rng, stream};
-use crate::sequence::{self, Truncation, Upstream};
+use crate::sequence::Truncation;
 use crate::spectral::{EigenWorkspace, Ensemble, NoConvergence, gaussian, sigma_max};
 use crate::{Activation, BpttError, Cell, Gru, GruVariant, Lstm, VanillaRnn};
 
@@ -166,182 +163,78 @@ fn draw_with_radius(
     }
 }
 
-/// Everything a worker thread reuses from one matrix to the next.
+/// Everything a worker thread reuses from one matrix to the next: the engine's tape, the
+/// upstream gradient and the eigenvalue solver's workspace.
 pub struct Workspace {
-    pub kernel: VanillaKernel,
+    tape: Tape<f64>,
+    d_final: DMatrix<f64>,
     eig: EigenWorkspace,
 }
 
 impl Workspace {
     pub fn new(hidden: usize) -> Self {
         Workspace {
-            kernel: VanillaKernel::default(),
+            tape: Tape::default(),
+            d_final: DMatrix::zeros(0, 0),
             eig: EigenWorkspace::new(hidden),
         }
     }
-}
 
-/// Preallocated buffers of the vanilla kernel, reused across matrices (one per worker thread).
-#[derive(Clone, Debug, Default)]
-pub struct VanillaKernel {
-    /// `W_hhᵀ`, n × n.
-    w_t: DMatrix<f64>,
-    /// Pre-activations of all steps, n × (B·T); block t is `a_{t+1}`.
-    a: DMatrix<f64>,
-    /// States `h_0..h_T`, n × (B·(T+1)).
-    h: DMatrix<f64>,
-    /// Running gradient and its scaled copy, n × B.
-    g: DMatrix<f64>,
-    da: DMatrix<f64>,
-}
-
-impl VanillaKernel {
-    fn resize(&mut self, sizes: Sizes) {
-        let Sizes {
-            hidden: n,
-            steps,
-            batch,
-            ..
-        } = sizes;
-        if self.a.shape() != (n, batch * steps) || self.h.shape() != (n, batch * (steps + 1)) {
-            self.w_t = DMatrix::zeros(n, n);
-            self.a = DMatrix::zeros(n, batch * steps);
-            self.h = DMatrix::zeros(n, batch * (steps + 1));
-            self.g = DMatrix::zeros(n, batch);
-            self.da = DMatrix::zeros(n, batch);
-        }
-    }
-
-    /// Per-step gradient norms of `L = Σ_b v·h_T` for the vanilla cell
-    /// `h_t = σ(W_hh h_{t−1} + W_ih x_t)` (zero biases, `h_0 = 0`), with `xs` = `[x_0 … x_{T−1}]`
-    /// as one m × (B·T) matrix. Returns `(mean ‖g_k‖, mean log10 ‖g_k‖)` for k = 0..=T.
-    pub fn grad_norms(
+    /// Per-step gradient norms of `L = Σ_b v·h_T` through the engine (any cell; state
+    /// gradients only, no parameter gradients), from `s_0 = 0`, with `xs` = `[x_0 … x_{T−1}]`
+    /// as one m × (B·T) matrix. Returns `(mean_b ‖∂L/∂h_k‖, mean_b log10 ‖∂L/∂h_k‖)` for
+    /// k = 0..=T (the hidden rows of the state gradient; an LSTM's cell rows are not counted).
+    pub fn grad_norms<C: Cell<f64>>(
         &mut self,
-        act: Activation,
-        w_hh: &DMatrix<f64>,
-        w_ih: &DMatrix<f64>,
+        cell: &C,
         xs: &DMatrix<f64>,
         v: &DVector<f64>,
-        sizes: Sizes,
-    ) -> (Vec<f64>, Vec<f64>) {
-        self.resize(sizes);
-        let Sizes {
-            hidden: n,
-            steps,
-            batch,
-            ..
-        } = sizes;
-        let block = n * batch;
-        self.w_t.copy_from(&w_hh.transpose());
-        // input projection of every step in one GEMM: a = W_ih [x_0 … x_{T−1}]
-        faer::linalg::matmul::matmul(
-            MatMut::from_column_major_slice_mut(self.a.as_mut_slice(), n, batch * steps),
-            Accum::Replace,
-            view(w_ih),
-            view(xs),
-            1.0,
-            Par::Seq,
-        );
-        self.h.as_mut_slice()[..block].fill(0.0);
-        let w = view(w_hh);
-        for t in 0..steps {
-            // a_{t+1} += W_hh h_t ; h_{t+1} = σ(a_{t+1})
-            let (h_prev, h_next) =
-                self.h.as_mut_slice()[t * block..(t + 2) * block].split_at_mut(block);
-            let a_t = &mut self.a.as_mut_slice()[t * block..(t + 1) * block];
-            faer::linalg::matmul::matmul(
-                MatMut::from_column_major_slice_mut(a_t, n, batch),
-                Accum::Add,
-                w,
-                MatRef::from_column_major_slice(h_prev, n, batch),
-                1.0,
-                Par::Seq,
-            );
-            activate(act, a_t, h_next);
+        batch: usize,
+    ) -> Result<(Vec<f64>, Vec<f64>), BpttError> {
+        let (n, s_rows) = (cell.hidden_size(), cell.state_size());
+        if v.len() != n {
+            return Err(BpttError::shape("loss direction v", (n, 1), (v.len(), 1)));
         }
-        // backward: g_T = v in every column; g_{k−1} = W_hhᵀ (g_k ⊙ σ'(a_k))
-        let mut mean_norm = vec![0.0; steps + 1];
-        let mut mean_log = vec![0.0; steps + 1];
-        for col in self.g.column_iter_mut() {
-            let mut col = col;
+        self.d_final.resize_mut(s_rows, batch, 0.0);
+        self.d_final.fill(0.0);
+        for mut col in self.d_final.rows_mut(0, n).column_iter_mut() {
             col.copy_from(v);
         }
-        let w_t = view(&self.w_t);
-        for k in (0..=steps).rev() {
-            let (norm, log) = column_norm_means(&self.g);
-            mean_norm[k] = norm;
-            mean_log[k] = log;
-            if k == 0 {
-                break;
-            }
-            let a_k = &self.a.as_slice()[(k - 1) * block..k * block];
-            let h_k = &self.h.as_slice()[k * block..(k + 1) * block];
-            backprop_activation(act, self.g.as_slice(), a_k, h_k, self.da.as_mut_slice());
-            faer::linalg::matmul::matmul(
-                MatMut::from_column_major_slice_mut(self.g.as_mut_slice(), n, batch),
-                Accum::Replace,
-                w_t,
-                view(&self.da),
-                1.0,
-                Par::Seq,
-            );
-        }
-        (mean_norm, mean_log)
+        // the initial state is the zero block of d_final's cell rows' size: s_0 = 0
+        let s0 = DMatrix::zeros(s_rows, batch);
+        let x = Inputs::Dense(MatRef::from(xs));
+        engine::forward(cell, x, MatRef::from(&s0), &mut self.tape, None)?;
+        let up = Upstream {
+            d_final: Some(MatRef::from(&self.d_final)),
+            ..Upstream::default()
+        };
+        engine::backward(
+            cell,
+            x,
+            &mut self.tape,
+            &up,
+            Truncation::Full,
+            Want::STATES_ONLY,
+            None,
+            None,
+        )?;
+        let steps = self.tape.steps();
+        Ok((0..=steps)
+            .map(|k| column_norm_means(self.tape.d_state(k).row_block(0, n)))
+            .unzip())
     }
-}
-
-/// `h = σ(a)` element-wise, one loop per activation so that each vectorises.
-pub(crate) fn activate(act: Activation, a: &[f64], h: &mut [f64]) {
-    match act {
-        Activation::Tanh => crate::fastmath::tanh_slice(a, h),
-        Activation::Identity => h.copy_from_slice(a),
-        Activation::Relu => h
-            .iter_mut()
-            .zip(a)
-            .for_each(|(h, a)| *h = if *a > 0.0 { *a } else { 0.0 }),
-        Activation::Sigmoid => crate::fastmath::sigmoid_slice(a, h),
-    }
-}
-
-/// Backprop through σ: `da = g ⊙ σ'(a)`, with σ' from the saved `a` and `h`.
-pub(crate) fn backprop_activation(
-    act: Activation,
-    g: &[f64],
-    a: &[f64],
-    h: &[f64],
-    da: &mut [f64],
-) {
-    match act {
-        Activation::Tanh => da
-            .iter_mut()
-            .zip(g.iter().zip(h))
-            .for_each(|(d, (g, h))| *d = g * (1.0 - h * h)),
-        Activation::Sigmoid => da
-            .iter_mut()
-            .zip(g.iter().zip(h))
-            .for_each(|(d, (g, h))| *d = g * h * (1.0 - h)),
-        Activation::Relu => da
-            .iter_mut()
-            .zip(g.iter().zip(a))
-            .for_each(|(d, (g, a))| *d = if *a > 0.0 { *g } else { 0.0 }),
-        Activation::Identity => da.copy_from_slice(g),
-    }
-}
-
-/// A faer view of a nalgebra matrix (both column-major and contiguous: no copy).
-pub(crate) fn view(m: &DMatrix<f64>) -> MatRef<'_, f64> {
-    MatRef::from_column_major_slice(m.as_slice(), m.nrows(), m.ncols())
 }
 
 /// `(mean_b ‖g_b‖, mean_b log10 ‖g_b‖)` over the columns of `g`.
-fn column_norm_means(g: &DMatrix<f64>) -> (f64, f64) {
+fn column_norm_means(g: MatRef<'_, f64>) -> (f64, f64) {
     let (mut sum, mut sum_log) = (0.0, 0.0);
-    for col in g.column_iter() {
-        let norm = col.norm();
+    for j in 0..g.cols() {
+        // nalgebra's norm (its summation order), as the committed results were computed
+        let norm = DVectorView::from_slice(g.col(j), g.rows()).norm();
         sum += norm;
         sum_log += norm.log10();
     }
-    let b = g.ncols() as f64;
+    let b = g.cols() as f64;
     (sum / b, sum_log / b)
 }
 
@@ -397,22 +290,28 @@ pub fn run_matrix(
         .fold(0.0, f64::max);
 
     let (grad_norm, log10_grad_norm) = match cell {
-        SweepCell::Rnn(act) => ws.kernel.grad_norms(act, &w_hh, &w_ih, &xs, v, sizes),
+        SweepCell::Rnn(act) => {
+            let mut c = VanillaRnn::<f64>::zeros(m, n, act);
+            c.params_mut()[crate::cells::vanilla::WEIGHT_HH].copy_from(&w_hh);
+            c.params_mut()[crate::cells::vanilla::WEIGHT_IH].copy_from(&w_ih);
+            ws.grad_norms(&c, &xs, v, batch)
+        }
         SweepCell::Lstm => {
             let mut c = Lstm::<f64>::zeros(m, n);
             c.params_mut()[crate::cells::lstm::WEIGHT_HH].copy_from(&w_hh);
             c.params_mut()[crate::cells::lstm::WEIGHT_IH].copy_from(&w_ih);
             debug_assert_eq!(LstmGate::Output.rows(n).end, 4 * n);
-            generic_grad_norms(&c, &xs, v, sizes)
+            ws.grad_norms(&c, &xs, v, batch)
         }
         SweepCell::Gru => {
             let mut c = Gru::<f64>::zeros(m, n, GruVariant::ResetAfter);
             c.params_mut()[crate::cells::gru::WEIGHT_HH].copy_from(&w_hh);
             c.params_mut()[crate::cells::gru::WEIGHT_IH].copy_from(&w_ih);
             debug_assert_eq!(GruGate::New.rows(n).end, 3 * n);
-            generic_grad_norms(&c, &xs, v, sizes)
+            ws.grad_norms(&c, &xs, v, batch)
         }
-    };
+    }
+    .expect("shapes set by the sweep");
     let ln: Vec<f64> = log10_grad_norm
         .iter()
         .map(|l| l * std::f64::consts::LN_10)
@@ -432,77 +331,10 @@ pub fn run_matrix(
     }
 }
 
-/// Per-step gradient norms through the generic cell code (any cell; used for the gated ones).
-pub fn generic_grad_norms<C: Cell<f64>>(
-    cell: &C,
-    xs: &DMatrix<f64>,
-    v: &DVector<f64>,
-    sizes: Sizes,
-) -> (Vec<f64>, Vec<f64>) {
-    let Sizes {
-        hidden: n,
-        input: m,
-        steps,
-        batch,
-    } = sizes;
-    let xs: Vec<DMatrix<f64>> = (0..steps)
-        .map(|t| xs.columns(t * batch, batch).into_owned())
-        .collect();
-    debug_assert!(xs.iter().all(|x| x.nrows() == m));
-    let s0 = DMatrix::zeros(cell.state_size(), batch);
-    let traj = sequence::forward(cell, &xs, &s0).expect("shapes set by the sweep");
-    let mut d_final = DMatrix::zeros(cell.state_size(), batch);
-    for mut col in d_final.rows_mut(0, n).column_iter_mut() {
-        col.copy_from(v);
-    }
-    let up = Upstream {
-        d_outputs: vec![None; steps],
-        d_final: Some(d_final),
-    };
-    let g =
-        sequence::backward(cell, &traj, &up, Truncation::Full).expect("shapes set by the sweep");
-    g.d_states
-        .iter()
-        .map(|d| column_norm_means(&d.rows(0, n).into_owned()))
-        .unzip()
-}
-
-/// A vanilla cell with the sweep's parameters, for checking the kernel against the generic path.
-pub fn vanilla_cell(act: Activation, w_hh: &DMatrix<f64>, w_ih: &DMatrix<f64>) -> VanillaRnn<f64> {
-    let mut c = VanillaRnn::zeros(w_ih.ncols(), w_hh.nrows(), act);
-    c.params_mut()[crate::cells::vanilla::WEIGHT_HH].copy_from(w_hh);
-    c.params_mut()[crate::cells::vanilla::WEIGHT_IH].copy_from(w_ih);
-    c
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use approx::assert_relative_eq;
-
-    #[test]
-    fn kernel_agrees_with_the_generic_bptt() {
-        let sizes = Sizes {
-            hidden: 9,
-            input: 4,
-            steps: 13,
-            batch: 3,
-        };
-        let v = loss_direction(3, 9);
-        let mut kernel = VanillaKernel::default();
-        for act in Activation::ALL {
-            let mut rng = stream(4, &[act as u64]);
-            let w_hh = Ensemble::Gaussian.draw(9, &mut rng) * 1.3;
-            let w_ih = gaussian(9, 4, 0.5, &mut rng);
-            let xs = gaussian(4, 3 * 13, 1.0, &mut rng);
-            let fast = kernel.grad_norms(act, &w_hh, &w_ih, &xs, &v, sizes);
-            let slow = generic_grad_norms(&vanilla_cell(act, &w_hh, &w_ih), &xs, &v, sizes);
-            for k in 0..=13 {
-                assert_relative_eq!(fast.0[k], slow.0[k], epsilon = 1e-300, max_relative = 1e-12);
-                assert_relative_eq!(fast.1[k], slow.1[k], epsilon = 1e-13, max_relative = 1e-12);
-            }
-        }
-    }
 
     #[test]
     fn decay_rate_is_the_least_squares_slope() {

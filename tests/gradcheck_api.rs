@@ -50,6 +50,7 @@ impl Cell<f64> for Broken {
     fn step_backward(
         &self,
         dh: MatRef<'_, f64>,
+        w_hh_t: MatRef<'_, f64>,
         tape: MatRef<'_, f64>,
         h_prev: MatRef<'_, f64>,
         h: MatRef<'_, f64>,
@@ -58,8 +59,16 @@ impl Cell<f64> for Broken {
         dh_prev: MatMut<'_, f64>,
     ) {
         let (mut da, mut dh_prev) = (d_ih, dh_prev);
-        self.inner
-            .step_backward(dh, tape, h_prev, h, da.reborrow(), d_hh, dh_prev.reborrow());
+        self.inner.step_backward(
+            dh,
+            w_hh_t,
+            tape,
+            h_prev,
+            h,
+            da.reborrow(),
+            d_hh,
+            dh_prev.reborrow(),
+        );
         let w_hh = MatRef::from(self.inner.weight_hh());
         match self.bug {
             Bug::DropSigmaPrime => {
@@ -76,8 +85,8 @@ impl Cell<f64> for Broken {
         d_hh: MatRef<'_, f64>,
         tape: MatRef<'_, f64>,
         h_prev: MatRef<'_, f64>,
+        d_hh_sums: &[f64],
         grads: &mut Params<f64>,
-        scratch: &mut [f64],
     ) {
         match self.bug {
             Bug::WrongSign => {
@@ -85,7 +94,7 @@ impl Cell<f64> for Broken {
                 let mut dw = DMatrix::zeros(grads[1].nrows(), grads[1].ncols());
                 gemm(MatMut::from(&mut dw), false, Op::N(d_hh), Op::T(h_prev));
                 grads[1] -= dw;
-                bptt::engine::mat::add_row_sums(d_hh, grads[3].as_mut_slice(), scratch);
+                bptt::engine::mat::add_to(grads[3].as_mut_slice(), d_hh_sums);
             }
             Bug::DropBiasGradient => {
                 gemm(
@@ -97,7 +106,7 @@ impl Cell<f64> for Broken {
             }
             _ => self
                 .inner
-                .recurrent_param_grads(d_hh, tape, h_prev, grads, scratch),
+                .recurrent_param_grads(d_hh, tape, h_prev, d_hh_sums, grads),
         }
     }
 }

@@ -81,7 +81,7 @@ fn check_kernel_on(m: RnnModel, task: Task, batch: usize, length: usize, seed: u
         .unwrap();
     let mut ws = Workspace::default();
     let mut grads = Grads::zeros_like(&m);
-    let loss = ws.loss_and_grads(&m, &b, &mut grads).unwrap();
+    let loss = ws.loss_grads_and_omega_inputs(&m, &b, &mut grads).unwrap();
     let (obj, scale) = objective(&b);
     let h0 = DMatrix::zeros(hidden, batch);
     let (want, g) = m
@@ -179,7 +179,7 @@ fn omega_equals_its_definition_through_explicit_jacobians() {
         let b = task.generate(&mut stream(5, &[i as u64]), 4, 10).unwrap();
         let mut ws = Workspace::default();
         let mut grads = Grads::zeros_like(&m);
-        ws.loss_and_grads(&m, &b, &mut grads).unwrap();
+        ws.loss_grads_and_omega_inputs(&m, &b, &mut grads).unwrap();
         let (u, d2) = ws.omega_inputs();
         let om = omega::penalty(m.cell.weight_hh(), u, d2, omega::DEFAULT_BOUND, None).unwrap();
         let want = omega_by_jacobians(&m, &b, omega::DEFAULT_BOUND);
@@ -202,7 +202,7 @@ fn omega_problem(seed: u64, hidden: usize) -> OmegaProblem {
     let b = task.generate(&mut stream(seed, &[7]), 3, 15).unwrap();
     let mut ws = Workspace::default();
     let mut grads = Grads::zeros_like(&m);
-    ws.loss_and_grads(&m, &b, &mut grads).unwrap();
+    ws.loss_grads_and_omega_inputs(&m, &b, &mut grads).unwrap();
     let (u, d2) = ws.omega_inputs();
     OmegaProblem {
         w_hh: m.cell.weight_hh().clone(),
@@ -277,7 +277,7 @@ fn sgd_cr_adds_alpha_times_the_omega_gradient_before_clipping() {
     let mut ws = Workspace::default();
     // expected: θ − lr (∇L + α ∇Ω) with the kernel's own gradients
     let mut grads = Grads::zeros_like(&m0);
-    ws.loss_and_grads(&m0, &b, &mut grads).unwrap();
+    ws.loss_grads_and_omega_inputs(&m0, &b, &mut grads).unwrap();
     let (u, d2) = ws.omega_inputs();
     let mut expected = m0.cell.weight_hh().clone();
     let mut g_hh = grads.cell[1].clone();

@@ -32,7 +32,7 @@ use std::ops::Range;
 use nalgebra::{DMatrix, RealField};
 
 pub use crate::cell::{BIAS_HH, BIAS_IH, WEIGHT_HH, WEIGHT_IH};
-use crate::engine::mat::{add_row_sums, sigmoid_in_place, tanh_in_place};
+use crate::engine::mat::{add_to, sigmoid_in_place, tanh_in_place};
 use crate::engine::{MatMut, MatRef, Op, gemm};
 use crate::rng::Rng;
 use crate::{BpttError, Cell, Params};
@@ -289,6 +289,7 @@ impl<T: RealField + Copy> Cell<T> for Gru<T> {
     fn step_backward(
         &self,
         dh: MatRef<'_, T>,
+        w_hh_t: MatRef<'_, T>,
         tape: MatRef<'_, T>,
         h_prev: MatRef<'_, T>,
         _h: MatRef<'_, T>,
@@ -299,7 +300,6 @@ impl<T: RealField + Copy> Cell<T> for Gru<T> {
         let one = T::one();
         let hd = self.hidden_size();
         let nr = self.n_rows();
-        let w_hh = MatRef::from(self.weight_hh());
         let (mut dgi, mut dh_prev) = (d_ih, dh_prev);
         // h = (1 − z) ⊙ n + z ⊙ h_prev: into n and z, and directly into h_prev
         for j in 0..dgi.cols() {
@@ -336,14 +336,14 @@ impl<T: RealField + Copy> Cell<T> for Gru<T> {
                     }
                 }
                 // dh_prev += W_hhᵀ [dA_r; dA_z; d_hn]
-                gemm(dh_prev, true, Op::T(w_hh), Op::N(dgh.as_ref()));
+                gemm(dh_prev, true, Op::N(w_hh_t), Op::N(dgh.as_ref()));
             }
             GruVariant::ResetBefore => {
                 // d(r ⊙ h) = W_hnᵀ dA_n, into dh_prev as scratch
                 gemm(
                     dh_prev.reborrow(),
                     false,
-                    Op::T(w_hh.row_block(2 * hd, hd)),
+                    Op::N(w_hh_t.col_block(2 * hd, hd)),
                     Op::N(dgi.as_ref().row_block(2 * hd, hd)),
                 );
                 for j in 0..dgi.cols() {
@@ -361,7 +361,7 @@ impl<T: RealField + Copy> Cell<T> for Gru<T> {
                 gemm(
                     dh_prev,
                     true,
-                    Op::T(w_hh.row_block(0, 2 * hd)),
+                    Op::N(w_hh_t.col_block(0, 2 * hd)),
                     Op::N(dgi.as_ref().row_block(0, 2 * hd)),
                 );
             }
@@ -373,8 +373,8 @@ impl<T: RealField + Copy> Cell<T> for Gru<T> {
         d_hh: MatRef<'_, T>,
         tape: MatRef<'_, T>,
         h_prev: MatRef<'_, T>,
+        d_hh_sums: &[T],
         grads: &mut Params<T>,
-        scratch: &mut [T],
     ) {
         let hd = self.hidden_size();
         let dw = MatMut::from(&mut grads[WEIGHT_HH]);
@@ -397,7 +397,7 @@ impl<T: RealField + Copy> Cell<T> for Gru<T> {
                 );
             }
         }
-        add_row_sums(d_hh, grads[BIAS_HH].as_mut_slice(), scratch);
+        add_to(grads[BIAS_HH].as_mut_slice(), d_hh_sums);
     }
 
     fn conditioning(&self, tape: MatRef<'_, T>, _states: MatRef<'_, T>) -> f64 {

@@ -227,6 +227,7 @@ impl<T: RealField + Copy> Cell<T> for Lstm<T> {
     fn step_backward(
         &self,
         ds: MatRef<'_, T>,
+        w_hh_t: MatRef<'_, T>,
         tape: MatRef<'_, T>,
         s_prev: MatRef<'_, T>,
         _s: MatRef<'_, T>,
@@ -268,7 +269,7 @@ impl<T: RealField + Copy> Cell<T> for Lstm<T> {
         gemm(
             ds_prev.row_block(0, hd),
             false,
-            Op::T(MatRef::from(self.weight_hh())),
+            Op::N(w_hh_t),
             Op::N(da.as_ref()),
         );
     }

@@ -104,6 +104,46 @@ impl<T: RealField + Copy> VanillaRnn<T> {
     }
 }
 
+/// `h = σ(a)` element-wise.
+fn activate<T: RealField + Copy>(act: Activation, a: &[T], h: &mut [T]) {
+    match act {
+        Activation::Tanh => tanh_into(a, h),
+        Activation::Sigmoid => sigmoid_into(a, h),
+        Activation::Relu => h
+            .iter_mut()
+            .zip(a)
+            .for_each(|(h, a)| *h = if *a > T::zero() { *a } else { T::zero() }),
+        Activation::Identity => h.copy_from_slice(a),
+    }
+}
+
+/// Backprop through σ: `da = g ⊙ σ'(a)`, σ' from the saved `a` and `h = σ(a)`.
+fn backprop_activation<T: RealField + Copy>(
+    act: Activation,
+    g: &[T],
+    a: &[T],
+    h: &[T],
+    da: &mut [T],
+) {
+    match act {
+        // tanh' = 1 − h²
+        Activation::Tanh => da
+            .iter_mut()
+            .zip(g.iter().zip(h))
+            .for_each(|(d, (g, h))| *d = *g * (T::one() - *h * *h)),
+        // σ' = h (1 − h)
+        Activation::Sigmoid => da
+            .iter_mut()
+            .zip(g.iter().zip(h))
+            .for_each(|(d, (g, h))| *d = *g * *h * (T::one() - *h)),
+        Activation::Relu => da
+            .iter_mut()
+            .zip(g.iter().zip(a))
+            .for_each(|(d, (g, a))| *d = if *a > T::zero() { *g } else { T::zero() }),
+        Activation::Identity => da.copy_from_slice(g),
+    }
+}
+
 impl<T: RealField + Copy> Cell<T> for VanillaRnn<T> {
     fn name(&self) -> String {
         format!("rnn-{}", self.activation.name())
@@ -130,16 +170,14 @@ impl<T: RealField + Copy> Cell<T> for VanillaRnn<T> {
             Op::N(MatRef::from(self.weight_hh())),
             Op::N(h_prev),
         );
-        for j in 0..a.cols() {
-            let (a, h) = (a.col_mut(j), h.col_mut(j));
-            match self.activation {
-                Activation::Tanh => tanh_into(a, h),
-                Activation::Sigmoid => sigmoid_into(a, h),
-                Activation::Relu => h
-                    .iter_mut()
-                    .zip(a.iter())
-                    .for_each(|(h, a)| *h = if *a > T::zero() { *a } else { T::zero() }),
-                Activation::Identity => h.copy_from_slice(a),
+        // h = σ(a), over the whole block at once when its columns are adjacent
+        let act = self.activation;
+        match (a.contiguous_mut(), h.contiguous_mut()) {
+            (Some(a), Some(h)) => activate(act, a, h),
+            _ => {
+                for j in 0..a.cols() {
+                    activate(act, a.col_mut(j), h.col_mut(j));
+                }
             }
         }
     }
@@ -147,6 +185,7 @@ impl<T: RealField + Copy> Cell<T> for VanillaRnn<T> {
     fn step_backward(
         &self,
         dh: MatRef<'_, T>,
+        w_hh_t: MatRef<'_, T>,
         tape: MatRef<'_, T>,
         _h_prev: MatRef<'_, T>,
         h: MatRef<'_, T>,
@@ -156,33 +195,22 @@ impl<T: RealField + Copy> Cell<T> for VanillaRnn<T> {
     ) {
         let mut da = d_ih;
         let act = self.activation;
-        // backprop through σ: da = dh ⊙ σ'(a)
-        for j in 0..da.cols() {
-            let (g, a, h) = (dh.col(j), tape.col(j), h.col(j));
-            let d = da.col_mut(j);
-            match act {
-                Activation::Tanh => d
-                    .iter_mut()
-                    .zip(g.iter().zip(h))
-                    .for_each(|(d, (g, h))| *d = *g * (T::one() - *h * *h)),
-                Activation::Sigmoid => d
-                    .iter_mut()
-                    .zip(g.iter().zip(h))
-                    .for_each(|(d, (g, h))| *d = *g * *h * (T::one() - *h)),
-                Activation::Relu => d
-                    .iter_mut()
-                    .zip(g.iter().zip(a))
-                    .for_each(|(d, (g, a))| *d = if *a > T::zero() { *g } else { T::zero() }),
-                Activation::Identity => d.copy_from_slice(g),
+        // backprop through σ: da = dh ⊙ σ'(a), over the whole block when it is contiguous
+        match (
+            dh.contiguous(),
+            tape.contiguous(),
+            h.contiguous(),
+            da.contiguous_mut(),
+        ) {
+            (Some(g), Some(a), Some(h), Some(d)) => backprop_activation(act, g, a, h, d),
+            _ => {
+                for j in 0..da.cols() {
+                    backprop_activation(act, dh.col(j), tape.col(j), h.col(j), da.col_mut(j));
+                }
             }
         }
         // dh_prev = W_hhᵀ da
-        gemm(
-            dh_prev,
-            false,
-            Op::T(MatRef::from(self.weight_hh())),
-            Op::N(da.as_ref()),
-        );
+        gemm(dh_prev, false, Op::N(w_hh_t), Op::N(da.as_ref()));
     }
 
     fn conditioning(&self, _tape: MatRef<'_, T>, states: MatRef<'_, T>) -> f64 {
@@ -192,6 +220,10 @@ impl<T: RealField + Copy> Cell<T> for VanillaRnn<T> {
             Activation::Sigmoid => crate::cell::sigmoid_conditioning(hs),
             Activation::Relu | Activation::Identity => 1.0,
         }
+    }
+
+    fn omega_applies(&self) -> bool {
+        true
     }
 
     fn kink_pattern(&self, tape: MatRef<'_, T>, out: &mut Vec<bool>) {

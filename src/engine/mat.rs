@@ -112,6 +112,11 @@ impl<'a, T: Copy> MatRef<'a, T> {
         }
         Self::new(&self.data[start * self.ld..], self.rows, n, self.ld)
     }
+    /// Every entry as one slice, column after column, when the columns are adjacent
+    /// (`ld = rows`, or a single column).
+    pub fn contiguous(&self) -> Option<&'a [T]> {
+        (self.ld == self.rows || self.cols <= 1).then(|| &self.data[..self.rows * self.cols])
+    }
     /// An owned copy.
     pub fn to_owned(&self) -> DMatrix<T>
     where
@@ -180,6 +185,11 @@ impl<'a, T: Copy> MatMut<'a, T> {
     #[inline]
     pub fn col(&self, j: usize) -> &[T] {
         &self.data[j * self.ld..j * self.ld + self.rows]
+    }
+    /// Every entry as one mutable slice, when the columns are adjacent (see
+    /// [`MatRef::contiguous`]).
+    pub fn contiguous_mut(&mut self) -> Option<&mut [T]> {
+        (self.ld == self.rows || self.cols <= 1).then(|| &mut self.data[..self.rows * self.cols])
     }
     /// Column `j` as a mutable slice.
     #[inline]
@@ -447,19 +457,22 @@ pub fn sigmoid_in_place<T: RealField + Copy>(x: &mut [T]) {
     }
 }
 
-/// `out += Σ_j m[:, j]`, the column sum computed first (columns in order) and then added: a
-/// bias gradient summed over every (step, sequence) column. `scratch` holds the sum (length
-/// `m.rows()`).
-pub fn add_row_sums<T: RealField + Copy>(m: MatRef<'_, T>, out: &mut [T], scratch: &mut [T]) {
+/// `out = Σ_j m[:, j]` (columns in order, from zero): a bias gradient summed over every
+/// (step, sequence) column.
+pub fn row_sums<T: RealField + Copy>(m: MatRef<'_, T>, out: &mut [T]) {
     assert_eq!(out.len(), m.rows, "row sums: length differs");
-    let s = &mut scratch[..m.rows];
-    s.fill(T::zero());
+    out.fill(T::zero());
     for j in 0..m.cols {
-        for (acc, v) in s.iter_mut().zip(m.col(j)) {
+        for (acc, v) in out.iter_mut().zip(m.col(j)) {
             *acc += *v;
         }
     }
-    for (o, v) in out.iter_mut().zip(s.iter()) {
+}
+
+/// `out += v` element-wise.
+pub fn add_to<T: RealField + Copy>(out: &mut [T], v: &[T]) {
+    assert_eq!(out.len(), v.len(), "add: lengths differ");
+    for (o, v) in out.iter_mut().zip(v) {
         *o += *v;
     }
 }

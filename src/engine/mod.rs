@@ -54,7 +54,7 @@ pub use mat::{MatMut, MatRef, Op, gemm};
 
 use nalgebra::{DMatrix, RealField};
 
-use crate::cell::{BIAS_IH, WEIGHT_IH};
+use crate::cell::{BIAS_IH, WEIGHT_HH, WEIGHT_IH};
 use crate::sequence::Truncation;
 use crate::{BpttError, Cell, Params};
 
@@ -165,9 +165,14 @@ pub struct Tape<T: RealField + Copy> {
     ds_prev: DMatrix<T>,
     /// `∂L/∂s_0 … ∂L/∂s_T`, S × (T+1)·B, when recorded.
     d_states: DMatrix<T>,
-    /// Bias of the input projection and a row-sum scratch (G·H each).
+    /// Whether the last backward pass recorded `d_states`.
+    states_recorded: bool,
+    /// `W_hhᵀ`, H × G·H, transposed once per backward pass.
+    w_hh_t: DMatrix<T>,
+    /// Bias of the input projection and the row sums of `d_ih` and `d_hh` (G·H each).
     bias: Vec<T>,
-    scratch: Vec<T>,
+    sums_ih: Vec<T>,
+    sums_hh: Vec<T>,
 }
 
 impl<T: RealField + Copy> Default for Tape<T> {
@@ -184,21 +189,23 @@ impl<T: RealField + Copy> Default for Tape<T> {
             ds: e(),
             ds_prev: e(),
             d_states: e(),
+            states_recorded: false,
+            w_hh_t: e(),
             bias: Vec::new(),
-            scratch: Vec::new(),
+            sums_ih: Vec::new(),
+            sums_hh: Vec::new(),
         }
     }
 }
 
-/// Reshape `m` to `rows × cols`, reallocating only when it must grow.
+/// Reshape `m` to `rows × cols`, reusing its storage (no copy; reallocating only when the
+/// capacity is too small). The entries are unspecified afterwards: every user overwrites them.
 pub(crate) fn ensure<T: RealField + Copy>(m: &mut DMatrix<T>, rows: usize, cols: usize) {
     if m.shape() != (rows, cols) {
-        if m.len() >= rows * cols && !m.is_empty() {
-            let taken = std::mem::replace(m, DMatrix::zeros(0, 0));
-            *m = taken.resize(rows, cols, T::zero());
-        } else {
-            *m = DMatrix::zeros(rows, cols);
-        }
+        let taken = std::mem::replace(m, DMatrix::zeros(0, 0));
+        let mut data: Vec<T> = taken.data.into();
+        data.resize(rows * cols, T::zero());
+        *m = DMatrix::from_vec(rows, cols, data);
     }
 }
 
@@ -236,7 +243,7 @@ impl<T: RealField + Copy> Tape<T> {
     /// `∂L/∂s_k` (S × B) from the last [`backward`] with [`Want::states`]; k = 0 is always
     /// available.
     pub fn d_state(&self, k: usize) -> MatRef<'_, T> {
-        if self.d_states.ncols() == (self.steps + 1) * self.batch && self.d_states.nrows() > 0 {
+        if self.states_recorded {
             MatRef::from(&self.d_states).col_block(k * self.batch, self.batch)
         } else {
             assert_eq!(k, 0, "state gradients were not recorded (Want::states)");
@@ -245,19 +252,52 @@ impl<T: RealField + Copy> Tape<T> {
     }
     /// `∂L/∂P` of every step (the gradient of the input projection `W_ih x_t + b_ih`),
     /// G·H × T·B, from the last [`backward`] with parameter or input gradients.
-    pub fn d_projection(&self) -> MatRef<'_, T> {
-        MatRef::from(&self.d_ih)
+    pub fn d_projection(&self) -> &DMatrix<T> {
+        &self.d_ih
     }
 
     fn resize_forward<C: Cell<T>>(&mut self, cell: &C, steps: usize, batch: usize) {
         self.steps = steps;
         self.batch = batch;
         self.hidden = cell.hidden_size();
+        self.states_recorded = false;
         ensure(&mut self.states, cell.state_size(), (steps + 1) * batch);
         ensure(&mut self.slab, cell.tape_rows(), steps * batch);
         self.bias.resize(cell.gate_rows(), T::zero());
-        self.scratch
-            .resize(cell.gate_rows().max(cell.state_size()), T::zero());
+        self.sums_ih.resize(cell.gate_rows(), T::zero());
+        self.sums_hh.resize(cell.gate_rows(), T::zero());
+    }
+}
+
+/// The running state gradients of the backward step into `s_{k−1}`: `(∂L/∂s_k, ∂L/∂s_{k−1})`
+/// as views of the recorded `d_states` blocks k and k − 1 (`recorded`), or of the two
+/// buffers `ds`, `ds_prev` (then the caller swaps them after the step). With k = T on entry
+/// only the first is used.
+#[allow(clippy::too_many_arguments)]
+fn running<'a, T: RealField + Copy>(
+    d_states: &'a mut DMatrix<T>,
+    ds: &'a mut DMatrix<T>,
+    ds_prev: &'a mut DMatrix<T>,
+    recorded: bool,
+    k: usize,
+    block: usize,
+    rows: usize,
+    batch: usize,
+) -> (MatMut<'a, T>, MatMut<'a, T>) {
+    if recorded {
+        let (lo, hi) = d_states.as_mut_slice().split_at_mut(k * block);
+        let prev_start = k.saturating_sub(1) * block;
+        (
+            MatMut::new(&mut hi[..block], rows, batch, rows),
+            MatMut::new(
+                &mut lo[prev_start..],
+                rows,
+                if k == 0 { 0 } else { batch },
+                rows,
+            ),
+        )
+    } else {
+        (MatMut::from(ds), MatMut::from(ds_prev))
     }
 }
 
@@ -308,16 +348,20 @@ pub fn forward<T: RealField + Copy, C: Cell<T>>(
     cell.projection_bias(&mut tape.bias);
     {
         let mut proj = MatMut::from(&mut tape.slab).row_block(0, gh);
-        proj.fill_columns(&tape.bias);
         match x {
-            Inputs::Dense(x) => gemm(proj, true, Op::N(MatRef::from(&p[WEIGHT_IH])), Op::N(x)),
+            Inputs::Dense(x) => {
+                proj.fill_columns(&tape.bias);
+                gemm(proj, true, Op::N(MatRef::from(&p[WEIGHT_IH])), Op::N(x))
+            }
             Inputs::Tokens { ids, .. } => {
                 // one-hot X: column j of W_ih X is column ids[j] of W_ih
                 let w = MatRef::from(&p[WEIGHT_IH]);
                 for (j, &id) in ids.iter().enumerate() {
-                    for (d, w) in proj.col_mut(j).iter_mut().zip(w.col(id)) {
-                        *d += *w;
-                    }
+                    let col = proj
+                        .col_mut(j)
+                        .iter_mut()
+                        .zip(w.col(id).iter().zip(&tape.bias));
+                    col.for_each(|(d, (w, b))| *d = *w + *b);
                 }
             }
         }
@@ -416,14 +460,48 @@ pub fn backward<T: RealField + Copy, C: Cell<T>>(
     if want.states {
         ensure(&mut tape.d_states, s_rows, (steps + 1) * batch);
     }
-    match up.d_final {
-        Some(d) => MatMut::from(&mut tape.ds).copy_from(d),
-        None => tape.ds.fill(T::zero()),
+    // W_hhᵀ once for every step's GEMM
+    {
+        let w_hh = &cell.params()[WEIGHT_HH];
+        ensure(&mut tape.w_hh_t, w_hh.ncols(), w_hh.nrows());
+        w_hh.transpose_to(&mut tape.w_hh_t);
+    }
+    // the running ∂L/∂s_{t+1} and ∂L/∂s_t: with Want::states the recorded blocks themselves
+    // (no copies), otherwise two S × B buffers swapped after every step
+    let block = s_rows * batch;
+    tape.states_recorded = want.states;
+    let (ds_init, _) = running(
+        &mut tape.d_states,
+        &mut tape.ds,
+        &mut tape.ds_prev,
+        want.states,
+        steps,
+        block,
+        s_rows,
+        batch,
+    );
+    {
+        let mut ds_init = ds_init;
+        match up.d_final {
+            Some(d) => ds_init.copy_from(d),
+            None => ds_init.fill(T::zero()),
+        }
     }
     for t in (0..steps).rev() {
+        let col = if keep_all { t * batch } else { 0 };
+        let (mut ds, mut ds_prev) = running(
+            &mut tape.d_states,
+            &mut tape.ds,
+            &mut tape.ds_prev,
+            want.states,
+            t + 1,
+            block,
+            s_rows,
+            batch,
+        );
+        // the loss reads h_{t+1} directly: add its gradient to the state's output rows
         {
-            // the loss reads h_{t+1} directly: add its gradient to the state's output rows
-            let mut dh = MatMut::from(&mut tape.ds).row_block(0, h);
+            let mut dh = ds.reborrow().row_block(0, h);
             if let Some(d) = up.d_outputs {
                 dh.add_assign(d.col_block(t * batch, batch));
             }
@@ -433,33 +511,25 @@ pub fn backward<T: RealField + Copy, C: Cell<T>>(
                 dh.add_assign(d);
             }
         }
-        if want.states {
-            MatMut::from(&mut tape.d_states)
-                .col_block((t + 1) * batch, batch)
-                .copy_from(MatRef::from(&tape.ds));
-        }
-        let col = if keep_all { t * batch } else { 0 };
         let states = MatRef::from(&tape.states);
         let d_hh = split.then(|| MatMut::from(&mut tape.d_hh).col_block(col, batch));
         cell.step_backward(
-            MatRef::from(&tape.ds),
+            ds.as_ref(),
+            MatRef::from(&tape.w_hh_t),
             MatRef::from(&tape.slab).col_block(t * batch, batch),
             states.col_block(t * batch, batch),
             states.col_block((t + 1) * batch, batch),
             MatMut::from(&mut tape.d_ih).col_block(col, batch),
             d_hh,
-            MatMut::from(&mut tape.ds_prev),
+            ds_prev.reborrow(),
         );
-        std::mem::swap(&mut tape.ds, &mut tape.ds_prev);
         if truncation.cuts_at(t) {
             // s_t is a detached chunk start: nothing flows further back
-            tape.ds.fill(T::zero());
+            ds_prev.fill(T::zero());
         }
-    }
-    if want.states {
-        MatMut::from(&mut tape.d_states)
-            .col_block(0, batch)
-            .copy_from(MatRef::from(&tape.ds));
+        if !want.states {
+            std::mem::swap(&mut tape.ds, &mut tape.ds_prev);
+        }
     }
     let p = cell.params();
     if let Some(grads) = grads.filter(|_| want.params) {
@@ -484,22 +554,19 @@ pub fn backward<T: RealField + Copy, C: Cell<T>>(
                 }
             }
         }
-        mat::add_row_sums(d_ih, grads[BIAS_IH].as_mut_slice(), &mut tape.scratch);
-        let d_hh = if split {
-            MatRef::from(&tape.d_hh)
+        // db_ih += d_ih 1; the recurrent bias's sums are the same where d_hh = d_ih
+        mat::row_sums(d_ih, &mut tape.sums_ih);
+        mat::add_to(grads[BIAS_IH].as_mut_slice(), &tape.sums_ih);
+        let (d_hh, d_hh_sums) = if split {
+            mat::row_sums(MatRef::from(&tape.d_hh), &mut tape.sums_hh);
+            (MatRef::from(&tape.d_hh), &tape.sums_hh)
         } else {
-            d_ih
+            (d_ih, &tape.sums_ih)
         };
         let h_prev = MatRef::from(&tape.states)
             .row_block(0, h)
             .col_block(0, steps * batch);
-        cell.recurrent_param_grads(
-            d_hh,
-            MatRef::from(&tape.slab),
-            h_prev,
-            grads,
-            &mut tape.scratch,
-        );
+        cell.recurrent_param_grads(d_hh, MatRef::from(&tape.slab), h_prev, d_hh_sums, grads);
     }
     if let Some(dx) = dx.filter(|_| want.inputs) {
         ensure(dx, cell.input_size(), steps * batch);
