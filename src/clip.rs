@@ -45,9 +45,14 @@ impl<T: RealField + Copy> Clip<T> {
 /// The Euclidean norm of all entries of all groups, computed without intermediate overflow.
 /// NaN if any entry is NaN; ∞ if any entry is ±∞ (and none is NaN).
 pub fn global_norm<T: RealField + Copy>(groups: &[&Params<T>]) -> T {
+    norm_of(groups.iter().copied())
+}
+
+/// [`global_norm`] over any (re-iterable) sequence of groups.
+fn norm_of<'a, T: RealField + Copy>(groups: impl Iterator<Item = &'a Params<T>> + Clone) -> T {
     let entries = || {
         groups
-            .iter()
+            .clone()
             .flat_map(|p| p.iter().flat_map(|(_, m)| m.iter().copied()))
     };
     let mut scale = T::zero();
@@ -87,10 +92,7 @@ pub fn clip_global_norm<T: RealField + Copy>(
     threshold: T,
 ) -> Result<Clip<T>, BpttError> {
     check_positive("the clipping threshold", threshold)?;
-    let norm = {
-        let views: Vec<&Params<T>> = groups.iter().map(|p| &**p).collect();
-        global_norm(&views)
-    };
+    let norm = norm_of(groups.iter().map(|p| &**p));
     if !norm.is_finite() {
         return Ok(Clip::NonFinite { norm });
     }

@@ -91,6 +91,18 @@ pub fn softmax_cross_entropy<T: RealField + Copy>(
     y: &DMatrix<T>,
     classes: &[usize],
 ) -> Result<(T, DMatrix<T>), BpttError> {
+    let mut dy = DMatrix::zeros(y.nrows(), y.ncols());
+    let loss = softmax_cross_entropy_into(y, classes, &mut dy)?;
+    Ok((loss, dy))
+}
+
+/// [`softmax_cross_entropy`] writing `∂L/∂y` into `dy` (reshaped to `y`'s shape, reusing its
+/// storage); returns `L`.
+pub fn softmax_cross_entropy_into<T: RealField + Copy>(
+    y: &DMatrix<T>,
+    classes: &[usize],
+    dy: &mut DMatrix<T>,
+) -> Result<T, BpttError> {
     if classes.len() != y.ncols() {
         return Err(BpttError::Invalid(format!(
             "{} class targets for a batch of {}",
@@ -106,7 +118,7 @@ pub fn softmax_cross_entropy<T: RealField + Copy>(
     }
     let inv_b: T = nalgebra::convert(1.0 / y.ncols() as f64);
     let mut loss = T::zero();
-    let mut dy = DMatrix::zeros(y.nrows(), y.ncols());
+    crate::engine::ensure(dy, y.nrows(), y.ncols());
     for (b, &c) in classes.iter().enumerate() {
         let col = y.column(b);
         let m = col
@@ -122,7 +134,7 @@ pub fn softmax_cross_entropy<T: RealField + Copy>(
         }
         dy[(c, b)] -= inv_b;
     }
-    Ok((loss, dy))
+    Ok(loss)
 }
 
 /// The magnitude `Λ` with which rounding errors in [`softmax_cross_entropy`] scale:

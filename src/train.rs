@@ -19,10 +19,11 @@ use nalgebra::{DMatrix, DVectorView};
 
 use crate::cell::{Cell, WEIGHT_HH};
 use crate::clip::{Clip, clip_global_norm, global_norm};
+use crate::engine::mat::{add_to, row_sums};
 use crate::engine::{self, MatMut, MatRef, Op, Tape, Upstream, Want, ensure, gemm};
 use crate::omega::{self, Omega};
 use crate::optim::OptimizerState;
-use crate::readout::{BIAS, WEIGHT, softmax_cross_entropy};
+use crate::readout::{BIAS, WEIGHT, softmax_cross_entropy, softmax_cross_entropy_into};
 use crate::sequence::Truncation;
 use crate::tasks::{Batch, Inputs, Target};
 use crate::{BpttError, Model, Params, VanillaRnn};
@@ -88,8 +89,11 @@ pub struct Workspace {
     tape: Tape<f64>,
     /// The initial state `s_0 = 0`, S × B, and the carried state of [`Self::evaluate`].
     s0: DMatrix<f64>,
-    /// Readout outputs and their gradient, O × B (or O × T·B for every-step targets).
+    /// Readout outputs and their gradient, O × B (or O × T·B for every-step targets), and
+    /// the readout bias gradient's row sums.
     y: DMatrix<f64>,
+    dy: DMatrix<f64>,
+    dy_sums: Vec<f64>,
     /// Upstream `∂L/∂h_T`, H × B, or every `∂L/∂h_t`, H × T·B.
     d_last: DMatrix<f64>,
     d_out: DMatrix<f64>,
@@ -187,25 +191,21 @@ impl Workspace {
             Target::ClassEveryStep(_) => (self.tape.outputs(), &mut self.d_out),
         };
         linear(readout, h, &mut self.y);
-        let (loss, dy) = match &batch.target {
-            Target::Class(c) | Target::ClassEveryStep(c) => softmax_cross_entropy(&self.y, c)?,
-            Target::Value(v) => squared_error(&self.y, v)?,
+        let dy = &mut self.dy;
+        let loss = match &batch.target {
+            Target::Class(c) | Target::ClassEveryStep(c) => {
+                softmax_cross_entropy_into(&self.y, c, dy)?
+            }
+            Target::Value(v) => squared_error_into(&self.y, v, dy)?,
         };
         // dW_o += dy hᵀ ; db_o += dy 1 ; ∂L/∂h = W_oᵀ dy
-        gemm(
-            MatMut::from(&mut grads[WEIGHT]),
-            true,
-            Op::N(MatRef::from(&dy)),
-            Op::T(h),
-        );
-        grads[BIAS] += dy.column_sum();
+        let dy = MatRef::from(&*dy);
+        gemm(MatMut::from(&mut grads[WEIGHT]), true, Op::N(dy), Op::T(h));
+        self.dy_sums.resize(dy.rows(), 0.0);
+        row_sums(dy, &mut self.dy_sums);
+        add_to(grads[BIAS].as_mut_slice(), &self.dy_sums);
         ensure(d_h, h.rows(), h.cols());
-        gemm(
-            MatMut::from(d_h),
-            false,
-            Op::T(w_o),
-            Op::N(MatRef::from(&dy)),
-        );
+        gemm(MatMut::from(d_h), false, Op::T(w_o), Op::N(dy));
         Ok(loss)
     }
 
@@ -397,12 +397,28 @@ fn linear(readout: &crate::Readout<f64>, h: MatRef<'_, f64>, y: &mut DMatrix<f64
 /// The paper's regression loss: squared error summed over outputs, mean over the batch:
 /// `L = (1/B) Σ_b ‖y_b − t_b‖²`, `∂L/∂y = 2 (y − t)/B`.
 pub fn squared_error(y: &DMatrix<f64>, t: &DMatrix<f64>) -> Result<(f64, DMatrix<f64>), BpttError> {
+    let mut dy = DMatrix::zeros(0, 0);
+    let loss = squared_error_into(y, t, &mut dy)?;
+    Ok((loss, dy))
+}
+
+/// [`squared_error`] writing `∂L/∂y` into `dy` (reusing its storage); returns `L`.
+pub fn squared_error_into(
+    y: &DMatrix<f64>,
+    t: &DMatrix<f64>,
+    dy: &mut DMatrix<f64>,
+) -> Result<f64, BpttError> {
     if y.shape() != t.shape() {
         return Err(BpttError::shape("regression target", y.shape(), t.shape()));
     }
     let b = y.ncols() as f64;
-    let diff = y - t;
-    Ok((diff.norm_squared() / b, diff * (2.0 / b)))
+    ensure(dy, y.nrows(), y.ncols());
+    // diff = y − t first (its squared norm is the loss), then scaled in place
+    dy.copy_from(y);
+    *dy -= t;
+    let loss = dy.norm_squared() / b;
+    *dy *= 2.0 / b;
+    Ok(loss)
 }
 
 /// Whether the paper code's safety net takes over: a gradient norm that is NaN, ∞ or above

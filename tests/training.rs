@@ -229,6 +229,42 @@ fn omega_gradient_passes_the_gradient_checker() {
 }
 
 #[test]
+fn omega_gradient_is_right_when_some_pairs_are_below_the_bound() {
+    // the vanishing case Ω exists for: some δ_k shrink to ‖δ_k‖² = 1e-30 < bound = 1e-20;
+    // u_k = σ'(a_k) ⊙ δ_k shrinks with them (r_k unchanged), and those pairs leave the mean,
+    // so the gradient is normalised by the M pairs used, not by all N
+    const TINY: f64 = 1e-30;
+    for seed in 0..4 {
+        let mut p = omega_problem(seed, 6);
+        assert!(TINY < p.bound);
+        let n = p.delta_sq.len();
+        assert!(p.delta_sq.iter().all(|&d| d >= p.bound && d.is_finite()));
+        let below: Vec<usize> = (0..n).filter(|j| j % 5 == seed as usize % 5).collect();
+        assert!(below.len() >= 2 && below.len() < n);
+        for &j in &below {
+            let scale = (TINY / p.delta_sq[j]).sqrt();
+            p.u.column_mut(j).scale_mut(scale);
+            p.delta_sq[j] = TINY;
+        }
+        let om = omega::penalty(&p.w_hh, &p.u, &p.delta_sq, p.bound, None).unwrap();
+        let used = (n - below.len()) as f64 / n as f64;
+        assert!(
+            relative_eq!(om.used, used, epsilon = 1e-15, max_relative = 1e-15),
+            "used {} vs {used}",
+            om.used
+        );
+        let report = gradcheck::check(&p, Config::default()).unwrap();
+        assert_eq!(report.count(Verdict::Fail), 0, "{report}");
+        assert_eq!(report.count(Verdict::Unresolved), 0, "{report}");
+        assert_eq!(report.entries.len(), 36);
+        assert!(report.max_error() < 1e-7, "{report}");
+        for e in gradcheck::check_richardson(&p).unwrap() {
+            assert!(e.consistent(), "{e:?}");
+        }
+    }
+}
+
+#[test]
 fn omega_gradient_is_second_order_accurate_in_the_taylor_test() {
     let p = omega_problem(11, 5);
     let (_, order) = gradcheck::taylor_test(&p, 11).unwrap();

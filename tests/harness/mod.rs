@@ -478,6 +478,42 @@ pub fn regression_cases() -> Vec<Case> {
     ]
 }
 
+/// Sizes above the fast kernels' thresholds: faer's GEMM past its 48-row microkernel and its
+/// cache blocks (hidden 150–301 → up to 1204 gate rows, batch 40–47, T·B up to 188 columns
+/// in the parameter-gradient GEMMs), the vectorised tanh/sigmoid with their tails. The small
+/// random cases never reach these paths. Few cases: the dual-number forward pass multiplies
+/// with a triple loop. Scales keep pre-activations O(1) at these widths.
+pub fn large_cases() -> Vec<Case> {
+    let case = |input, hidden, steps, batch, scale, seed, at, classify, truncation| Case {
+        input,
+        hidden,
+        steps,
+        batch,
+        outputs: 3,
+        scale,
+        seed,
+        at,
+        classify,
+        truncation,
+    };
+    use LossAt::{EveryStep, Last};
+    vec![
+        case(33, 150, 3, 41, 0.1, 11, Last, true, Truncation::Full),
+        case(
+            7,
+            301,
+            2,
+            40,
+            0.06,
+            12,
+            EveryStep,
+            false,
+            Truncation::Chunks(1),
+        ),
+        case(64, 160, 4, 47, 0.08, 13, EveryStep, true, Truncation::Full),
+    ]
+}
+
 /// Register a cell with every generic property: `register_cell!(module_name, make)`, where
 /// `make: fn(input, hidden, scale, &mut Rng) -> impl Cell<f64>`.
 #[macro_export]
@@ -495,6 +531,22 @@ macro_rules! register_cell {
                 for case in harness::regression_cases() {
                     if let Err(e) = harness::check_gradients(&case, $make) {
                         panic!("{e}");
+                    }
+                }
+            }
+
+            #[test]
+            fn large_sizes_pass_the_adjoint_identity_linearity_and_batch_consistency() {
+                for case in harness::large_cases() {
+                    let checks = [
+                        harness::check_adjoint(&case, $make),
+                        harness::check_linearity(&case, $make),
+                        harness::check_batch_consistency(&case, $make),
+                    ];
+                    for check in checks {
+                        if let Err(e) = check {
+                            panic!("{e}");
+                        }
                     }
                 }
             }
