@@ -11,6 +11,7 @@ use std::str::FromStr;
 use crate::engine::{self, Inputs, MatRef, Tape, Upstream, Want};
 use nalgebra::{DMatrix, DVector, DVectorView};
 
+use crate::cell::{WEIGHT_HH, WEIGHT_IH};
 use crate::cells::gru::GruGate;
 use crate::cells::lstm::LstmGate;
 use crate::rng::{Rng, stream};
@@ -169,6 +170,10 @@ pub struct Workspace {
     tape: Tape<f64>,
     d_final: DMatrix<f64>,
     eig: EigenWorkspace,
+    /// The cells measured, built once and refilled with each matrix's weights.
+    rnn: Option<VanillaRnn<f64>>,
+    lstm: Option<Lstm<f64>>,
+    gru: Option<Gru<f64>>,
 }
 
 impl Workspace {
@@ -177,6 +182,9 @@ impl Workspace {
             tape: Tape::default(),
             d_final: DMatrix::zeros(0, 0),
             eig: EigenWorkspace::new(hidden),
+            rnn: None,
+            lstm: None,
+            gru: None,
         }
     }
 
@@ -289,26 +297,58 @@ pub fn run_matrix(
         .map(|g| sigma_max(&w_hh.rows(g * n, n).into_owned(), &mut rng))
         .fold(0.0, f64::max);
 
+    // the cell (kept in the workspace: no allocation per matrix) with this matrix's weights
+    fn refill<C: Cell<f64>>(
+        slot: &mut Option<C>,
+        make: impl FnOnce() -> C,
+        fits: impl Fn(&C) -> bool,
+        w_hh: &DMatrix<f64>,
+        w_ih: &DMatrix<f64>,
+    ) -> C {
+        let mut c = slot.take().filter(|c| fits(c)).unwrap_or_else(make);
+        c.params_mut()[WEIGHT_HH].copy_from(w_hh);
+        c.params_mut()[WEIGHT_IH].copy_from(w_ih);
+        c
+    }
+    let fits = |c: &dyn Fn() -> (usize, usize)| c() == (m, n);
     let (grad_norm, log10_grad_norm) = match cell {
         SweepCell::Rnn(act) => {
-            let mut c = VanillaRnn::<f64>::zeros(m, n, act);
-            c.params_mut()[crate::cells::vanilla::WEIGHT_HH].copy_from(&w_hh);
-            c.params_mut()[crate::cells::vanilla::WEIGHT_IH].copy_from(&w_ih);
-            ws.grad_norms(&c, &xs, v, batch)
+            let c = refill(
+                &mut ws.rnn,
+                || VanillaRnn::zeros(m, n, act),
+                |c| c.activation() == act && fits(&|| (c.input_size(), c.hidden_size())),
+                &w_hh,
+                &w_ih,
+            );
+            let r = ws.grad_norms(&c, &xs, v, batch);
+            ws.rnn = Some(c);
+            r
         }
         SweepCell::Lstm => {
-            let mut c = Lstm::<f64>::zeros(m, n);
-            c.params_mut()[crate::cells::lstm::WEIGHT_HH].copy_from(&w_hh);
-            c.params_mut()[crate::cells::lstm::WEIGHT_IH].copy_from(&w_ih);
             debug_assert_eq!(LstmGate::Output.rows(n).end, 4 * n);
-            ws.grad_norms(&c, &xs, v, batch)
+            let c = refill(
+                &mut ws.lstm,
+                || Lstm::zeros(m, n),
+                |c| fits(&|| (c.input_size(), c.hidden_size())),
+                &w_hh,
+                &w_ih,
+            );
+            let r = ws.grad_norms(&c, &xs, v, batch);
+            ws.lstm = Some(c);
+            r
         }
         SweepCell::Gru => {
-            let mut c = Gru::<f64>::zeros(m, n, GruVariant::ResetAfter);
-            c.params_mut()[crate::cells::gru::WEIGHT_HH].copy_from(&w_hh);
-            c.params_mut()[crate::cells::gru::WEIGHT_IH].copy_from(&w_ih);
             debug_assert_eq!(GruGate::New.rows(n).end, 3 * n);
-            ws.grad_norms(&c, &xs, v, batch)
+            let c = refill(
+                &mut ws.gru,
+                || Gru::zeros(m, n, GruVariant::ResetAfter),
+                |c| fits(&|| (c.input_size(), c.hidden_size())),
+                &w_hh,
+                &w_ih,
+            );
+            let r = ws.grad_norms(&c, &xs, v, batch);
+            ws.gru = Some(c);
+            r
         }
     }
     .expect("shapes set by the sweep");

@@ -248,9 +248,14 @@ impl<T: RealField + Copy> Cell<T> for Lstm<T> {
                 &col[4 * hd..],
             );
             let (dh, dc_next) = ds.col(j).split_at(hd);
-            let c_prev = &s_prev.col(j)[hd..];
-            let dc_prev = &mut ds_prev.col_mut(j)[hd..];
-            let da = da.col_mut(j);
+            let (dc_next, tanh_c) = (&dc_next[..hd], &tanh_c[..hd]);
+            let c_prev = &s_prev.col(j)[hd..2 * hd];
+            let dc_prev = &mut ds_prev.col_mut(j)[hd..2 * hd];
+            // the four gate blocks of dA, each of length H (lets the loop drop bounds checks)
+            let (da_i, rest) = da.col_mut(j).split_at_mut(hd);
+            let (da_f, rest) = rest.split_at_mut(hd);
+            let (da_g, da_o) = rest.split_at_mut(hd);
+            let da_o = &mut da_o[..hd];
             for k in 0..hd {
                 // h = o ⊙ tanh(c): to the output gate, and through tanh into the cell state
                 let d_o = dh[k] * tanh_c[k];
@@ -259,10 +264,10 @@ impl<T: RealField + Copy> Cell<T> for Lstm<T> {
                 let (d_f, d_i, d_g) = (dc * c_prev[k], dc * g[k], dc * i[k]);
                 dc_prev[k] = dc * f[k];
                 // backprop through the gate non-linearities into dA (4H × B)
-                da[k] = d_i * i[k] * (one - i[k]);
-                da[hd + k] = d_f * f[k] * (one - f[k]);
-                da[2 * hd + k] = d_g * (one - g[k] * g[k]);
-                da[3 * hd + k] = d_o * o[k] * (one - o[k]);
+                da_i[k] = d_i * i[k] * (one - i[k]);
+                da_f[k] = d_f * f[k] * (one - f[k]);
+                da_g[k] = d_g * (one - g[k] * g[k]);
+                da_o[k] = d_o * o[k] * (one - o[k]);
             }
         }
         // dh_prev = W_hhᵀ dA
