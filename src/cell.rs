@@ -111,7 +111,7 @@ pub trait Cell<T: RealField + Copy>: Clone + Send + Sync {
         _tape: MatRef<'_, T>,
         h_prev: MatRef<'_, T>,
         d_hh_sums: &[T],
-        grads: &mut Params<T>,
+        grads: &mut [DMatrix<T>],
     ) {
         gemm(
             MatMut::from(&mut grads[WEIGHT_HH]),

@@ -413,7 +413,7 @@ impl<N: SeqLayer<f64>> Checkable for NetworkProblem<N> {
     fn evaluate(&self, _: &()) -> Result<(f64, Vec<bool>), BpttError> {
         let (loss, cache) = self.model.loss(&self.xs, &self.s0, &self.objective)?;
         let mut pattern = Vec::new();
-        self.model.net.kink_pattern(&cache, &mut pattern);
+        self.model.net.kink_pattern(&cache.workspace, &mut pattern);
         Ok((loss, pattern))
     }
 }

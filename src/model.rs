@@ -308,7 +308,7 @@ impl<T: RealField + Copy, N: SeqLayer<T>> NetworkModel<T, N> {
         xs: &[DMatrix<T>],
         s0: &[DMatrix<T>],
         objective: &Objective<T>,
-    ) -> Result<(T, N::Cache), BpttError> {
+    ) -> Result<(T, crate::arch::Recorded<T, N::Workspace>), BpttError> {
         let (ys, _, cache) = self.net.forward(xs, s0)?;
         Ok((readout_loss(&self.readout, &ys, objective, None)?.0, cache))
     }

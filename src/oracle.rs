@@ -221,7 +221,7 @@ pub fn adjoint_network<N: RescalarLayer<f64>>(
         bwd.extend(dot_terms(g, u));
     }
     let mut check = AdjointCheck::new(fwd.into_iter(), bwd.into_iter());
-    check.conditioning = net.conditioning(&cache);
+    check.conditioning = net.conditioning(&cache.workspace);
     Ok(check)
 }
 

@@ -80,6 +80,10 @@ impl<T: Scalar> Params<T> {
     }
 
     /// Mutable matrices in order (names are fixed).
+    /// Every tensor, in order, as one mutable slice (what the engine accumulates into).
+    pub fn as_mut_slice(&mut self) -> &mut [DMatrix<T>] {
+        &mut self.tensors
+    }
     pub fn tensors_mut(&mut self) -> impl Iterator<Item = &mut DMatrix<T>> {
         self.tensors.iter_mut()
     }

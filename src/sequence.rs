@@ -271,7 +271,7 @@ pub fn backward<T: RealField + Copy, C: Cell<T>>(
         &up,
         truncation,
         Want::ALL,
-        Some(&mut params),
+        Some(params.as_mut_slice()),
         Some(&mut dx),
     )?;
     let d_states = (0..=steps).map(|k| tape.d_state(k).to_owned()).collect();

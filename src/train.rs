@@ -158,7 +158,7 @@ impl Workspace {
             &up,
             Truncation::Full,
             want,
-            Some(&mut grads.cell),
+            Some(grads.cell.as_mut_slice()),
             None,
         )?;
         if with_delta {

@@ -74,7 +74,7 @@ fn engine_is_allocation_free<C: Cell<f64>>(cell: &C, tokens: bool) {
     let mut grads = cell.params().zeros_like();
     let mut run = |want: Want, truncation: Truncation| {
         engine::forward(cell, x, MatRef::from(&s0), &mut tape, None).unwrap();
-        let g = want.params.then_some(&mut grads);
+        let g = want.params.then_some(grads.as_mut_slice());
         engine::backward(cell, x, &mut tape, &up, truncation, want, g, None).unwrap();
     };
     for (want, truncation) in [

@@ -102,7 +102,6 @@ fn bidirectional_rejects_unequal_hidden_sizes() {
     ];
     let err = layer
         .forward(&xs, &s0)
-        .err()
-        .expect("unequal sizes must be an error");
+        .expect_err("unequal sizes must be an error");
     assert!(err.to_string().contains("different hidden sizes"), "{err}");
 }

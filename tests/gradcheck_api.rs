@@ -86,7 +86,7 @@ impl Cell<f64> for Broken {
         tape: MatRef<'_, f64>,
         h_prev: MatRef<'_, f64>,
         d_hh_sums: &[f64],
-        grads: &mut Params<f64>,
+        grads: &mut [nalgebra::DMatrix<f64>],
     ) {
         match self.bug {
             Bug::WrongSign => {

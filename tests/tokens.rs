@@ -56,7 +56,7 @@ fn run<C: Cell<f64>>(
         &up,
         Default::default(),
         Want::STATES,
-        Some(&mut grads),
+        Some(grads.as_mut_slice()),
         None,
     )
     .unwrap();
@@ -135,7 +135,7 @@ fn check_tokens_equal_one_hot<C: Cell<f64>>(cell: &C, seed: u64) {
         &up,
         Default::default(),
         Want::ALL,
-        Some(&mut grads),
+        Some(grads.as_mut_slice()),
         Some(&mut dx),
     );
     assert!(

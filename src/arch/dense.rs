@@ -6,8 +6,9 @@
 
 use nalgebra::{DMatrix, RealField};
 
-use super::{ForwardResult, LayerGrads, SeqLayer, list};
+use super::{LayerUpstream, SeqLayer, list};
 use crate::BpttError;
+use crate::engine::{Inputs, MatMut, MatRef, ensure};
 
 /// Densely connected layers; layer l must read `D + Σ_{j<l} O_j` units.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,19 +41,30 @@ impl<L> Dense<L> {
 }
 
 /// Stack matrices vertically.
-fn vstack<T: RealField + Copy>(parts: &[&DMatrix<T>]) -> DMatrix<T> {
-    let rows = parts.iter().map(|m| m.nrows()).sum();
-    let mut out = DMatrix::zeros(rows, parts[0].ncols());
-    let mut r = 0;
-    for m in parts {
-        out.rows_mut(r, m.nrows()).copy_from(*m);
-        r += m.nrows();
+/// The layers' workspaces and the feature slab `F = [x; y¹; …; y^L]` (every layer's input is
+/// a leading row block of it), its gradient, and a buffer for one layer's output gradient.
+#[derive(Clone, Debug)]
+pub struct DenseWorkspace<T: RealField + Copy, W> {
+    pub layers: Vec<W>,
+    features: DMatrix<T>,
+    d_features: DMatrix<T>,
+    d_y: DMatrix<T>,
+}
+
+impl<T: RealField + Copy, W> Default for DenseWorkspace<T, W> {
+    fn default() -> Self {
+        let e = || DMatrix::zeros(0, 0);
+        DenseWorkspace {
+            layers: Vec::new(),
+            features: e(),
+            d_features: e(),
+            d_y: e(),
+        }
     }
-    out
 }
 
 impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Dense<L> {
-    type Cache = Vec<L::Cache>;
+    type Workspace = DenseWorkspace<T, L::Workspace>;
 
     fn name(&self) -> String {
         format!("dense {}x {}", self.layers.len(), self.layers[0].name())
@@ -84,77 +96,130 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Dense<L> {
     fn params_mut(&mut self) -> Vec<&mut DMatrix<T>> {
         list::params_mut(&mut self.layers)
     }
-
-    fn forward(&self, xs: &[DMatrix<T>], s0: &[DMatrix<T>]) -> ForwardResult<T, Self::Cache> {
-        super::check_states(&self.state_sizes(), s0, s0.first().map_or(0, |s| s.ncols()))?;
-        let mut features: Vec<Vec<DMatrix<T>>> = vec![xs.to_vec()]; // x, y¹, y², …
-        let mut finals = Vec::new();
-        let mut caches = Vec::new();
-        let mut s = 0;
-        for layer in &self.layers {
-            // layer input at t: [x_t; y¹_t; …]
-            let input: Vec<DMatrix<T>> = (0..xs.len())
-                .map(|t| vstack(&features.iter().map(|f| &f[t]).collect::<Vec<_>>()))
-                .collect();
-            let n = layer.state_sizes().len();
-            let (ys, f, c) = layer.forward(&input, &s0[s..s + n])?;
-            s += n;
-            finals.extend(f);
-            caches.push(c);
-            features.push(ys);
-        }
-        Ok((features.pop().unwrap(), finals, caches))
+    fn state_count(&self) -> usize {
+        list::state_count(&self.layers)
+    }
+    fn param_tensors(&self) -> usize {
+        list::param_tensors(&self.layers)
+    }
+    fn for_each_param(&self, f: &mut dyn FnMut(&DMatrix<T>)) {
+        list::for_each_param(&self.layers, f);
+    }
+    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut DMatrix<T>)) {
+        list::for_each_param_mut(&mut self.layers, f);
     }
 
-    fn backward(
+    fn forward_slab(
         &self,
-        caches: &Self::Cache,
-        d_outputs: &[DMatrix<T>],
-        d_finals: &[DMatrix<T>],
-    ) -> LayerGrads<T> {
-        let n_layers = self.layers.len();
-        // d_features[0] = ∂L/∂x, d_features[j+1] = ∂L/∂y^{j+1}; accumulated from every reader
-        let mut d_features: Vec<Vec<DMatrix<T>>> = std::iter::once(self.layers[0].input_size())
-            .chain(self.layers.iter().map(|l| l.output_size()))
-            .map(|w| {
-                d_outputs
-                    .iter()
-                    .map(|d| DMatrix::zeros(w, d.ncols()))
-                    .collect()
-            })
-            .collect();
-        for (acc, d) in d_features[n_layers].iter_mut().zip(d_outputs) {
-            *acc += d;
+        x: Inputs<'_, T>,
+        s0: &[MatRef<'_, T>],
+        ws: &mut Self::Workspace,
+    ) -> Result<(), BpttError> {
+        if s0.len() != self.state_count() {
+            return Err(BpttError::Invalid(format!(
+                "{} initial states given, the network has {}",
+                s0.len(),
+                self.state_count()
+            )));
         }
-        let state_off = list::state_offsets(&self.layers);
-        let mut params = vec![Vec::new(); n_layers];
-        let mut ds0 = vec![Vec::new(); n_layers];
-        for l in (0..n_layers).rev() {
-            let (p, d_in, d0) = self.layers[l].backward(
-                &caches[l],
-                &d_features[l + 1],
-                &d_finals[state_off[l]..state_off[l + 1]],
-            );
-            params[l] = p;
-            ds0[l] = d0;
-            // split [x; y¹; …; y^l]'s gradient by rows, into everything layer l read
-            for (t, d) in d_in.iter().enumerate() {
-                let mut r = 0;
-                for f in d_features.iter_mut().take(l + 1) {
-                    let w = f[t].nrows();
-                    f[t] += d.rows(r, w);
-                    r += w;
+        let d = self.input_size();
+        let cols = x.columns();
+        let rows = d + self.layers.iter().map(|l| l.output_size()).sum::<usize>();
+        ensure(&mut ws.features, rows, cols);
+        ws.layers.resize_with(self.layers.len(), Default::default);
+        // F rows 0..D: the inputs (one-hot columns for token inputs)
+        let mut f = MatMut::from(&mut ws.features);
+        match x {
+            Inputs::Dense(x) => f.reborrow().row_block(0, d).copy_from(x),
+            Inputs::Tokens { ids, .. } => {
+                let mut top = f.reborrow().row_block(0, d);
+                top.fill(T::zero());
+                for (j, &id) in ids.iter().enumerate() {
+                    *top.at_mut(id, j) = T::one();
                 }
             }
         }
-        (params.concat(), d_features.swap_remove(0), ds0.concat())
+        let mut width = d;
+        for (l, layer) in self.layers.iter().enumerate() {
+            // layer l reads [x; y¹; …; y^l], writes y^{l+1} below it
+            let input = Inputs::Dense(MatRef::from(&ws.features).row_block(0, width));
+            let states = &s0[list::range(&self.layers, l, |l| l.state_count())];
+            layer.forward_slab(input, states, &mut ws.layers[l])?;
+            let o = layer.output_size();
+            MatMut::from(&mut ws.features)
+                .row_block(width, o)
+                .copy_from(layer.outputs(&ws.layers[l]));
+            width += o;
+        }
+        Ok(())
+    }
+    fn outputs<'a>(&self, ws: &'a Self::Workspace) -> MatRef<'a, T> {
+        let top = self.layers.len() - 1;
+        self.layers[top].outputs(&ws.layers[top])
+    }
+    fn final_state<'a>(&self, ws: &'a Self::Workspace, i: usize) -> MatRef<'a, T> {
+        let (l, j) = list::locate(&self.layers, i, |l| l.state_count());
+        self.layers[l].final_state(&ws.layers[l], j)
     }
 
-    fn kink_pattern(&self, caches: &Self::Cache, out: &mut Vec<bool>) {
-        list::kink_pattern(&self.layers, caches, out);
+    fn backward_slab(
+        &self,
+        _x: Inputs<'_, T>,
+        ws: &mut Self::Workspace,
+        up: &LayerUpstream<'_, T>,
+        grads: &mut [DMatrix<T>],
+        _want_dx: bool,
+    ) -> Result<(), BpttError> {
+        let (rows, cols) = ws.features.shape();
+        // ∂L/∂F, accumulated from every layer that reads a block
+        ensure(&mut ws.d_features, rows, cols);
+        ws.d_features.fill(T::zero());
+        let top = self.layers.len() - 1;
+        let o_top = self.layers[top].output_size();
+        if let Some(d) = up.d_outputs {
+            MatMut::from(&mut ws.d_features)
+                .row_block(rows - o_top, o_top)
+                .copy_from(d);
+        }
+        let mut end = rows;
+        for l in (0..=top).rev() {
+            // y^{l+1}'s gradient is complete: only layers above l read it
+            let o = self.layers[l].output_size();
+            let width = end - o;
+            ensure(&mut ws.d_y, o, cols);
+            MatMut::from(&mut ws.d_y).copy_from(MatRef::from(&ws.d_features).row_block(width, o));
+            let d_finals = if up.d_finals.is_empty() {
+                &[][..]
+            } else {
+                &up.d_finals[list::range(&self.layers, l, |l| l.state_count())]
+            };
+            let layer_up = LayerUpstream {
+                d_outputs: Some(MatRef::from(&ws.d_y)),
+                d_finals,
+            };
+            let input = Inputs::Dense(MatRef::from(&ws.features).row_block(0, width));
+            let g = &mut grads[list::range(&self.layers, l, |l| l.param_tensors())];
+            self.layers[l].backward_slab(input, &mut ws.layers[l], &layer_up, g, true)?;
+            MatMut::from(&mut ws.d_features)
+                .row_block(0, width)
+                .add_assign(self.layers[l].d_input(&ws.layers[l]));
+            end = width;
+        }
+        Ok(())
+    }
+    fn d_input<'a>(&self, ws: &'a Self::Workspace) -> MatRef<'a, T> {
+        MatRef::from(&ws.d_features).row_block(0, self.input_size())
+    }
+    fn d_initial<'a>(&self, ws: &'a Self::Workspace, i: usize) -> MatRef<'a, T> {
+        let (l, j) = list::locate(&self.layers, i, |l| l.state_count());
+        self.layers[l].d_initial(&ws.layers[l], j)
     }
 
-    fn conditioning(&self, caches: &Self::Cache) -> f64 {
-        list::conditioning(&self.layers, caches)
+    fn kink_pattern(&self, ws: &Self::Workspace, out: &mut Vec<bool>) {
+        list::kink_pattern(&self.layers, &ws.layers, out);
+    }
+
+    fn conditioning(&self, ws: &Self::Workspace) -> f64 {
+        list::conditioning(&self.layers, &ws.layers)
     }
 }

@@ -23,28 +23,52 @@ pub use stacked::Stacked;
 
 use nalgebra::{DMatrix, RealField};
 
+use crate::engine::{self, Inputs, MatRef, Tape, Want};
 use crate::import::{StateDict, suffix};
-use crate::sequence::{self, Trajectory, Truncation, Upstream};
+use crate::sequence::{self, Truncation};
 use crate::{BpttError, Cell};
 
-/// `(outputs, final states, cache)`: what a layer's forward pass returns.
-pub type ForwardResult<T, Cache> = Result<(Vec<DMatrix<T>>, Vec<DMatrix<T>>, Cache), BpttError>;
+/// `(outputs, final states, record)`: what [`SeqLayer::forward`] returns.
+pub type ForwardResult<T, W> =
+    Result<(Vec<DMatrix<T>>, Vec<DMatrix<T>>, Recorded<T, W>), BpttError>;
 
 /// `(parameter gradients in params() order, ∂L/∂x_t for every t, ∂L/∂s0 for every state)`:
-/// what a layer's backward pass returns.
+/// what [`SeqLayer::backward`] returns.
 pub type LayerGrads<T> = (Vec<DMatrix<T>>, Vec<DMatrix<T>>, Vec<DMatrix<T>>);
 
-/// A layer over whole sequences, with its backward pass. Shapes: inputs `D × B`
-/// ([`SeqLayer::input_size`]), outputs `O × B` ([`SeqLayer::output_size`]), initial/final states
-/// `S_i × B` ([`SeqLayer::state_sizes`]).
+/// A forward pass of [`SeqLayer::forward`] kept for [`SeqLayer::backward`]: the packed inputs
+/// (`D × T·B`) and the layer's workspace.
+#[derive(Clone, Debug)]
+pub struct Recorded<T: RealField + Copy, W> {
+    pub x: DMatrix<T>,
+    pub workspace: W,
+}
+
+/// Upstream gradients of a layer's backward pass; `None` / empty means zero.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerUpstream<'a, T> {
+    /// `∂L/∂outputs`, `O × T·B`.
+    pub d_outputs: Option<MatRef<'a, T>>,
+    /// `∂L/∂(final state i)`, one per state (`S_i × B`), or empty for all zero.
+    pub d_finals: &'a [MatRef<'a, T>],
+}
+
+/// A layer over whole sequences, with its backward pass, on slabs: inputs `D × T·B`
+/// ([`SeqLayer::input_size`], column `t·B + b`), outputs `O × T·B`, initial/final states
+/// `S_i × B` ([`SeqLayer::state_sizes`]). Every buffer lives in the layer's
+/// [`SeqLayer::Workspace`], sized on first use and reused: a warm forward/backward allocates
+/// nothing (`tests/allocations.rs`). [`SeqLayer::forward`] / [`SeqLayer::backward`] give the
+/// same passes on lists of per-step matrices (what the checkers and PyTorch parity use).
 pub trait SeqLayer<T: RealField + Copy>: Clone + Send + Sync {
-    type Cache: Clone + Send + Sync;
+    type Workspace: Default + Clone + Send + Sync;
 
     fn name(&self) -> String;
     fn input_size(&self) -> usize;
     fn output_size(&self) -> usize;
     /// Rows of each initial (and final) state, in PyTorch's `h_n` order.
     fn state_sizes(&self) -> Vec<usize>;
+    /// Number of states (`state_sizes().len()`, without allocating).
+    fn state_count(&self) -> usize;
     /// A label per state for reports, e.g. `"l0"`, `"l0_reverse"`, when this is layer `layer`.
     fn state_labels(&self, layer: usize) -> Vec<String>;
     /// Row-block names of each state (`["h"]`, or `["h", "c"]` for the LSTM).
@@ -57,30 +81,115 @@ pub trait SeqLayer<T: RealField + Copy>: Clone + Send + Sync {
     fn params(&self) -> Vec<&DMatrix<T>>;
     /// Mutable parameters, same order.
     fn params_mut(&mut self) -> Vec<&mut DMatrix<T>>;
+    /// Number of parameter tensors (`params().len()`, without allocating).
+    fn param_tensors(&self) -> usize;
+    /// Visit every parameter tensor in [`SeqLayer::params`] order (no allocation).
+    fn for_each_param(&self, f: &mut dyn FnMut(&DMatrix<T>));
+    /// Visit every parameter tensor mutably, same order.
+    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut DMatrix<T>));
 
-    /// Forward over the sequence: `(outputs, final states, cache)`. Shapes are validated.
-    fn forward(&self, xs: &[DMatrix<T>], s0: &[DMatrix<T>]) -> ForwardResult<T, Self::Cache>;
-
-    /// Backward: given `∂L/∂outputs` (T matrices) and `∂L/∂final states`, return
-    /// `(parameter gradients in params() order, ∂L/∂xs, ∂L/∂s0)`.
-    fn backward(
+    /// Forward over every step at once from the initial states `s0` (one per state, `S_i × B`).
+    /// Outputs and final states stay in `ws` ([`SeqLayer::outputs`], [`SeqLayer::final_state`]).
+    fn forward_slab(
         &self,
-        cache: &Self::Cache,
-        d_outputs: &[DMatrix<T>],
-        d_finals: &[DMatrix<T>],
-    ) -> LayerGrads<T>;
+        x: Inputs<'_, T>,
+        s0: &[MatRef<'_, T>],
+        ws: &mut Self::Workspace,
+    ) -> Result<(), BpttError>;
+    /// The outputs of the last forward pass, `O × T·B`.
+    fn outputs<'a>(&self, ws: &'a Self::Workspace) -> MatRef<'a, T>;
+    /// Final state `i` of the last forward pass, `S_i × B`.
+    fn final_state<'a>(&self, ws: &'a Self::Workspace, i: usize) -> MatRef<'a, T>;
 
-    /// Sign pattern of every kink argument (ReLU pre-activations) in the forward pass.
-    fn kink_pattern(&self, _cache: &Self::Cache, _out: &mut Vec<bool>) {}
+    /// Backward over the pass recorded in `ws` (by [`SeqLayer::forward_slab`] with the same `x`):
+    /// accumulates the parameter gradients into `grads` (one per parameter, [`SeqLayer::params`]
+    /// order and shapes) and leaves `∂L/∂s0` ([`SeqLayer::d_initial`]) and, with `want_dx`
+    /// (dense inputs only), `∂L/∂x` ([`SeqLayer::d_input`]) in `ws`.
+    fn backward_slab(
+        &self,
+        x: Inputs<'_, T>,
+        ws: &mut Self::Workspace,
+        up: &LayerUpstream<'_, T>,
+        grads: &mut [DMatrix<T>],
+        want_dx: bool,
+    ) -> Result<(), BpttError>;
+    /// `∂L/∂x`, `D × T·B`, from the last backward pass with `want_dx`.
+    fn d_input<'a>(&self, ws: &'a Self::Workspace) -> MatRef<'a, T>;
+    /// `∂L/∂(initial state i)`, `S_i × B`, from the last backward pass.
+    fn d_initial<'a>(&self, ws: &'a Self::Workspace, i: usize) -> MatRef<'a, T>;
+
+    /// Sign pattern of every kink argument (ReLU pre-activations) in the last forward pass.
+    fn kink_pattern(&self, _ws: &Self::Workspace, _out: &mut Vec<bool>) {}
 
     /// Max rounding amplification κ of the cells' backward passes (see [`Cell::conditioning`]).
-    fn conditioning(&self, _cache: &Self::Cache) -> f64 {
+    fn conditioning(&self, _ws: &Self::Workspace) -> f64 {
         1.0
     }
 
     /// Number of trainable scalars.
     fn parameter_count(&self) -> usize {
-        self.params().iter().map(|m| m.len()).sum()
+        let mut n = 0;
+        self.for_each_param(&mut |m| n += m.len());
+        n
+    }
+
+    /// [`SeqLayer::forward_slab`] on per-step matrices `xs[t]` (`D × B`) and initial states,
+    /// returning `(outputs per step, final states, record)`. Shapes are validated.
+    fn forward(&self, xs: &[DMatrix<T>], s0: &[DMatrix<T>]) -> ForwardResult<T, Self::Workspace> {
+        let batch = s0.first().map_or(0, |s| s.ncols());
+        check_states(&self.state_sizes(), s0, batch)?;
+        for (t, x) in xs.iter().enumerate() {
+            crate::error::check_shape(|| format!("x[{t}]"), x, self.input_size(), batch)?;
+        }
+        let x = sequence::pack(xs, self.input_size(), batch);
+        let views: Vec<MatRef<'_, T>> = s0.iter().map(MatRef::from).collect();
+        let mut ws = Self::Workspace::default();
+        self.forward_slab(Inputs::Dense(MatRef::from(&x)), &views, &mut ws)?;
+        let outs = sequence::unpack(self.outputs(&ws), batch);
+        let finals = (0..s0.len())
+            .map(|i| self.final_state(&ws, i).to_owned())
+            .collect();
+        Ok((outs, finals, Recorded { x, workspace: ws }))
+    }
+
+    /// [`SeqLayer::backward_slab`] on per-step matrices: given `∂L/∂outputs` (T matrices) and
+    /// `∂L/∂final states`, `(parameter gradients in params() order, ∂L/∂xs, ∂L/∂s0)`.
+    fn backward(
+        &self,
+        rec: &Recorded<T, Self::Workspace>,
+        d_outputs: &[DMatrix<T>],
+        d_finals: &[DMatrix<T>],
+    ) -> LayerGrads<T> {
+        let batch = if d_outputs.is_empty() {
+            d_finals.first().map_or(0, |d| d.ncols())
+        } else {
+            d_outputs[0].ncols()
+        };
+        let d_out = sequence::pack(d_outputs, self.output_size(), batch);
+        let finals: Vec<MatRef<'_, T>> = d_finals.iter().map(MatRef::from).collect();
+        let mut ws = rec.workspace.clone();
+        let mut grads: Vec<DMatrix<T>> = self
+            .params()
+            .iter()
+            .map(|m| DMatrix::zeros(m.nrows(), m.ncols()))
+            .collect();
+        let up = LayerUpstream {
+            d_outputs: Some(MatRef::from(&d_out)),
+            d_finals: &finals,
+        };
+        self.backward_slab(
+            Inputs::Dense(MatRef::from(&rec.x)),
+            &mut ws,
+            &up,
+            &mut grads,
+            true,
+        )
+        .expect("shapes fixed by the forward pass");
+        let dxs = sequence::unpack(self.d_input(&ws), batch);
+        let ds0 = (0..self.state_count())
+            .map(|i| self.d_initial(&ws, i).to_owned())
+            .collect();
+        (grads, dxs, ds0)
     }
 }
 
@@ -92,14 +201,6 @@ pub(crate) mod list {
 
     pub fn state_sizes<T: RealField + Copy, L: SeqLayer<T>>(layers: &[L]) -> Vec<usize> {
         layers.iter().flat_map(|l| l.state_sizes()).collect()
-    }
-    /// Where each layer's states start in the list of all states (and the total, last).
-    pub fn state_offsets<T: RealField + Copy, L: SeqLayer<T>>(layers: &[L]) -> Vec<usize> {
-        let mut off = vec![0];
-        for l in layers {
-            off.push(off.last().unwrap() + l.state_sizes().len());
-        }
-        off
     }
     pub fn state_labels<T: RealField + Copy, L: SeqLayer<T>>(layers: &[L]) -> Vec<String> {
         layers
@@ -123,9 +224,50 @@ pub(crate) mod list {
     ) -> Vec<&mut DMatrix<T>> {
         layers.iter_mut().flat_map(|l| l.params_mut()).collect()
     }
+    pub fn state_count<T: RealField + Copy, L: SeqLayer<T>>(layers: &[L]) -> usize {
+        layers.iter().map(|l| l.state_count()).sum()
+    }
+    pub fn param_tensors<T: RealField + Copy, L: SeqLayer<T>>(layers: &[L]) -> usize {
+        layers.iter().map(|l| l.param_tensors()).sum()
+    }
+    pub fn for_each_param<T: RealField + Copy, L: SeqLayer<T>>(
+        layers: &[L],
+        f: &mut dyn FnMut(&DMatrix<T>),
+    ) {
+        for l in layers {
+            l.for_each_param(f);
+        }
+    }
+    pub fn for_each_param_mut<T: RealField + Copy, L: SeqLayer<T>>(
+        layers: &mut [L],
+        f: &mut dyn FnMut(&mut DMatrix<T>),
+    ) {
+        for l in layers {
+            l.for_each_param_mut(f);
+        }
+    }
+    /// Which layer holds entry `i` of the end-to-end list counted by `count`, and its index
+    /// within that layer.
+    pub fn locate<L>(layers: &[L], i: usize, count: impl Fn(&L) -> usize) -> (usize, usize) {
+        let mut start = 0;
+        for (l, layer) in layers.iter().enumerate() {
+            let n = count(layer);
+            if i < start + n {
+                return (l, i - start);
+            }
+            start += n;
+        }
+        panic!("index {i} beyond the {start} entries of the layers");
+    }
+    /// Layer `l`'s range in a list of every layer's states (or parameter tensors) laid end to
+    /// end, counted by `count` (no allocation).
+    pub fn range<L>(layers: &[L], l: usize, count: impl Fn(&L) -> usize) -> std::ops::Range<usize> {
+        let start: usize = layers[..l].iter().map(&count).sum();
+        start..start + count(&layers[l])
+    }
     pub fn conditioning<T: RealField + Copy, L: SeqLayer<T>>(
         layers: &[L],
-        caches: &[L::Cache],
+        caches: &[L::Workspace],
     ) -> f64 {
         layers
             .iter()
@@ -135,7 +277,7 @@ pub(crate) mod list {
     }
     pub fn kink_pattern<T: RealField + Copy, L: SeqLayer<T>>(
         layers: &[L],
-        caches: &[L::Cache],
+        caches: &[L::Workspace],
         out: &mut Vec<bool>,
     ) {
         for (l, c) in layers.iter().zip(caches) {
@@ -262,34 +404,108 @@ impl<C> Unidirectional<C> {
     }
 }
 
-/// Outputs `h_1..h_T` of a trajectory.
-pub(crate) fn outputs<T: RealField + Copy, C: Cell<T>>(
-    traj: &Trajectory<T, C>,
-    hidden: usize,
-) -> Vec<DMatrix<T>> {
-    (1..=traj.len()).map(|k| traj.output(k, hidden)).collect()
+/// The workspace of one direction of one layer: the engine's tape and the input gradient.
+#[derive(Clone, Debug)]
+pub struct CellWorkspace<T: RealField + Copy> {
+    pub tape: Tape<T>,
+    pub dx: DMatrix<T>,
 }
 
-/// Full BPTT of a trajectory with dense output gradients; `(param grads, dxs, ds0)`.
-pub(crate) fn cell_backward<T: RealField + Copy, C: Cell<T>>(
-    cell: &C,
-    traj: &Trajectory<T, C>,
-    d_outputs: &[DMatrix<T>],
-    d_final: &DMatrix<T>,
-) -> (Vec<DMatrix<T>>, Vec<DMatrix<T>>, DMatrix<T>) {
-    let up = Upstream {
-        d_outputs: d_outputs.iter().cloned().map(Some).collect(),
-        d_final: Some(d_final.clone()),
-    };
-    let g = sequence::backward(cell, traj, &up, Truncation::Full)
-        .expect("shapes fixed by the forward pass");
-    let ds0 = g.d_states[0].clone();
-    let params = (0..g.params.len()).map(|i| g.params[i].clone()).collect();
-    (params, g.dxs, ds0)
+impl<T: RealField + Copy> Default for CellWorkspace<T> {
+    fn default() -> Self {
+        CellWorkspace {
+            tape: Tape::default(),
+            dx: DMatrix::zeros(0, 0),
+        }
+    }
+}
+
+impl<T: RealField + Copy> CellWorkspace<T> {
+    /// One cell's forward pass through the engine.
+    pub(crate) fn forward<C: Cell<T>>(
+        &mut self,
+        cell: &C,
+        x: Inputs<'_, T>,
+        s0: MatRef<'_, T>,
+    ) -> Result<(), BpttError> {
+        engine::forward(cell, x, s0, &mut self.tape, None)
+    }
+
+    /// One cell's backward pass through the engine (full BPTT): parameter gradients into
+    /// `grads`, `∂L/∂x` into `dx` with `want_dx`.
+    pub(crate) fn backward<C: Cell<T>>(
+        &mut self,
+        cell: &C,
+        x: Inputs<'_, T>,
+        d_outputs: Option<MatRef<'_, T>>,
+        d_final: Option<MatRef<'_, T>>,
+        grads: &mut [DMatrix<T>],
+        want_dx: bool,
+    ) -> Result<(), BpttError> {
+        let up = engine::Upstream {
+            d_outputs,
+            d_last: None,
+            d_final,
+        };
+        let want = Want {
+            params: true,
+            inputs: want_dx,
+            states: false,
+        };
+        engine::backward(
+            cell,
+            x,
+            &mut self.tape,
+            &up,
+            Truncation::Full,
+            want,
+            Some(grads),
+            want_dx.then_some(&mut self.dx),
+        )
+    }
+
+    /// Final state `s_T`.
+    pub(crate) fn final_state(&self) -> MatRef<'_, T> {
+        self.tape.state(self.tape.steps())
+    }
+
+    pub(crate) fn kink_pattern<C: Cell<T>>(&self, cell: &C, out: &mut Vec<bool>) {
+        cell.kink_pattern(self.tape.slab(), out);
+    }
+
+    pub(crate) fn conditioning<C: Cell<T>>(&self, cell: &C) -> f64 {
+        let (steps, batch) = (self.tape.steps(), self.tape.batch());
+        cell.conditioning(
+            self.tape.slab(),
+            self.tape.states().col_block(batch, steps * batch),
+        )
+    }
+}
+
+/// Check a slab pass's initial states: one per state, each `S_i × B`.
+pub(crate) fn check_views<T: Copy>(sizes: &[usize], s0: &[MatRef<'_, T>]) -> Result<(), BpttError> {
+    if s0.len() != sizes.len() {
+        return Err(BpttError::Invalid(format!(
+            "{} initial states given, the network has {}",
+            s0.len(),
+            sizes.len()
+        )));
+    }
+    let batch = s0.first().map_or(0, |s| s.cols());
+    for (i, (s, &rows)) in s0.iter().zip(sizes).enumerate() {
+        if (s.rows(), s.cols()) != (rows, batch) {
+            return Err(BpttError::Shape {
+                what: format!("s0[{i}]"),
+                expected: (rows, batch),
+                got: (s.rows(), s.cols()),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Unidirectional<C> {
-    type Cache = Trajectory<T, C>;
+    type Workspace = CellWorkspace<T>;
 
     fn name(&self) -> String {
         self.cell.name()
@@ -302,6 +518,9 @@ impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Unidirectional<C> {
     }
     fn state_sizes(&self) -> Vec<usize> {
         vec![self.cell.state_size()]
+    }
+    fn state_count(&self) -> usize {
+        1
     }
     fn state_labels(&self, layer: usize) -> Vec<String> {
         vec![format!("l{layer}")]
@@ -327,30 +546,61 @@ impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Unidirectional<C> {
     fn params_mut(&mut self) -> Vec<&mut DMatrix<T>> {
         self.cell.params_mut().tensors_mut().collect()
     }
-
-    fn forward(&self, xs: &[DMatrix<T>], s0: &[DMatrix<T>]) -> ForwardResult<T, Self::Cache> {
-        check_states(&self.state_sizes(), s0, s0.first().map_or(0, |s| s.ncols()))?;
-        let traj = sequence::forward(&self.cell, xs, &s0[0])?;
-        let finals = vec![traj.state(xs.len())];
-        Ok((outputs(&traj, self.cell.hidden_size()), finals, traj))
+    fn param_tensors(&self) -> usize {
+        self.cell.params().len()
+    }
+    fn for_each_param(&self, f: &mut dyn FnMut(&DMatrix<T>)) {
+        self.cell.params().iter().for_each(|(_, m)| f(m));
+    }
+    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut DMatrix<T>)) {
+        self.cell.params_mut().tensors_mut().for_each(f);
     }
 
-    fn backward(
+    fn forward_slab(
         &self,
-        traj: &Self::Cache,
-        d_outputs: &[DMatrix<T>],
-        d_finals: &[DMatrix<T>],
-    ) -> LayerGrads<T> {
-        let (params, dxs, ds0) = cell_backward(&self.cell, traj, d_outputs, &d_finals[0]);
-        (params, dxs, vec![ds0])
+        x: Inputs<'_, T>,
+        s0: &[MatRef<'_, T>],
+        ws: &mut Self::Workspace,
+    ) -> Result<(), BpttError> {
+        if s0.len() != 1 {
+            return Err(BpttError::Invalid(format!(
+                "{} initial states given, the layer has 1",
+                s0.len()
+            )));
+        }
+        ws.forward(&self.cell, x, s0[0])
+    }
+    fn outputs<'a>(&self, ws: &'a Self::Workspace) -> MatRef<'a, T> {
+        ws.tape.outputs()
+    }
+    fn final_state<'a>(&self, ws: &'a Self::Workspace, _i: usize) -> MatRef<'a, T> {
+        ws.final_state()
     }
 
-    fn kink_pattern(&self, traj: &Self::Cache, out: &mut Vec<bool>) {
-        traj.kink_pattern(&self.cell, out);
+    fn backward_slab(
+        &self,
+        x: Inputs<'_, T>,
+        ws: &mut Self::Workspace,
+        up: &LayerUpstream<'_, T>,
+        grads: &mut [DMatrix<T>],
+        want_dx: bool,
+    ) -> Result<(), BpttError> {
+        let d_final = up.d_finals.first().copied();
+        ws.backward(&self.cell, x, up.d_outputs, d_final, grads, want_dx)
+    }
+    fn d_input<'a>(&self, ws: &'a Self::Workspace) -> MatRef<'a, T> {
+        MatRef::from(&ws.dx)
+    }
+    fn d_initial<'a>(&self, ws: &'a Self::Workspace, _i: usize) -> MatRef<'a, T> {
+        ws.tape.d_state(0)
     }
 
-    fn conditioning(&self, traj: &Self::Cache) -> f64 {
-        traj.conditioning(&self.cell)
+    fn kink_pattern(&self, ws: &Self::Workspace, out: &mut Vec<bool>) {
+        ws.kink_pattern(&self.cell, out);
+    }
+
+    fn conditioning(&self, ws: &Self::Workspace) -> f64 {
+        ws.conditioning(&self.cell)
     }
 }
 

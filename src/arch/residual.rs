@@ -5,8 +5,9 @@
 
 use nalgebra::{DMatrix, RealField};
 
-use super::{ForwardResult, LayerGrads, SeqLayer};
+use super::{LayerUpstream, SeqLayer};
 use crate::BpttError;
+use crate::engine::{Inputs, MatMut, MatRef, Op, ensure, gemm};
 use crate::rng::{Rng, uniform_matrix};
 
 /// A layer with a skip connection around it.
@@ -28,8 +29,26 @@ impl<T: RealField + Copy, L: SeqLayer<T>> Residual<T, L> {
     }
 }
 
+/// The inner layer's workspace, the outputs `y = f(x) + P x` and the input gradient.
+#[derive(Clone, Debug)]
+pub struct ResidualWorkspace<T: RealField + Copy, W> {
+    pub inner: W,
+    y: DMatrix<T>,
+    dx: DMatrix<T>,
+}
+
+impl<T: RealField + Copy, W: Default> Default for ResidualWorkspace<T, W> {
+    fn default() -> Self {
+        ResidualWorkspace {
+            inner: W::default(),
+            y: DMatrix::zeros(0, 0),
+            dx: DMatrix::zeros(0, 0),
+        }
+    }
+}
+
 impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Residual<T, L> {
-    type Cache = (L::Cache, Vec<DMatrix<T>>);
+    type Workspace = ResidualWorkspace<T, L::Workspace>;
 
     fn name(&self) -> String {
         format!("res-{}", self.inner.name())
@@ -42,6 +61,9 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Residual<T, L> {
     }
     fn state_sizes(&self) -> Vec<usize> {
         self.inner.state_sizes()
+    }
+    fn state_count(&self) -> usize {
+        self.inner.state_count()
     }
     fn state_labels(&self, layer: usize) -> Vec<String> {
         self.inner.state_labels(layer)
@@ -69,8 +91,28 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Residual<T, L> {
         p.extend(self.projection.as_mut());
         p
     }
+    fn param_tensors(&self) -> usize {
+        self.inner.param_tensors() + usize::from(self.projection.is_some())
+    }
+    fn for_each_param(&self, f: &mut dyn FnMut(&DMatrix<T>)) {
+        self.inner.for_each_param(f);
+        if let Some(p) = &self.projection {
+            f(p);
+        }
+    }
+    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut DMatrix<T>)) {
+        self.inner.for_each_param_mut(f);
+        if let Some(p) = &mut self.projection {
+            f(p);
+        }
+    }
 
-    fn forward(&self, xs: &[DMatrix<T>], s0: &[DMatrix<T>]) -> ForwardResult<T, Self::Cache> {
+    fn forward_slab(
+        &self,
+        x: Inputs<'_, T>,
+        s0: &[MatRef<'_, T>],
+        ws: &mut Self::Workspace,
+    ) -> Result<(), BpttError> {
         let (d, o) = (self.inner.input_size(), self.inner.output_size());
         match &self.projection {
             None if d != o => {
@@ -81,48 +123,97 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Residual<T, L> {
             Some(p) => crate::error::check_shape(|| "skip_proj".into(), p, o, d)?,
             None => {}
         }
-        let (mut ys, finals, cache) = self.inner.forward(xs, s0)?;
-        // y_t = F(x)_t + P x_t
-        for (y, x) in ys.iter_mut().zip(xs) {
-            match &self.projection {
-                None => *y += x,
-                Some(p) => y.gemm(T::one(), p, x, T::one()),
+        self.inner.forward_slab(x, s0, &mut ws.inner)?;
+        // y = f(x) + x, or f(x) + P x
+        let f = self.inner.outputs(&ws.inner);
+        ensure(&mut ws.y, f.rows(), f.cols());
+        let mut y = MatMut::from(&mut ws.y);
+        y.copy_from(f);
+        match (x, &self.projection) {
+            (Inputs::Dense(x), None) => y.add_assign(x),
+            (Inputs::Dense(x), Some(p)) => gemm(y, true, Op::N(MatRef::from(p)), Op::N(x)),
+            (Inputs::Tokens { ids, .. }, None) => {
+                // one-hot x: add 1 at row id
+                for (j, &id) in ids.iter().enumerate() {
+                    *y.at_mut(id, j) += T::one();
+                }
+            }
+            (Inputs::Tokens { ids, .. }, Some(p)) => {
+                // one-hot x: P x is column id of P
+                let p = MatRef::from(p);
+                for (j, &id) in ids.iter().enumerate() {
+                    for (d, v) in y.col_mut(j).iter_mut().zip(p.col(id)) {
+                        *d += *v;
+                    }
+                }
             }
         }
-        Ok((ys, finals, (cache, xs.to_vec())))
+        Ok(())
+    }
+    fn outputs<'a>(&self, ws: &'a Self::Workspace) -> MatRef<'a, T> {
+        MatRef::from(&ws.y)
+    }
+    fn final_state<'a>(&self, ws: &'a Self::Workspace, i: usize) -> MatRef<'a, T> {
+        self.inner.final_state(&ws.inner, i)
     }
 
-    fn backward(
+    fn backward_slab(
         &self,
-        (cache, xs): &Self::Cache,
-        d_outputs: &[DMatrix<T>],
-        d_finals: &[DMatrix<T>],
-    ) -> LayerGrads<T> {
-        let (mut params, mut dxs, ds0) = self.inner.backward(cache, d_outputs, d_finals);
-        // the skip adds a direct path from every y_t back to x_t
-        match &self.projection {
-            None => {
-                for (dx, dy) in dxs.iter_mut().zip(d_outputs) {
-                    *dx += dy;
+        x: Inputs<'_, T>,
+        ws: &mut Self::Workspace,
+        up: &LayerUpstream<'_, T>,
+        grads: &mut [DMatrix<T>],
+        want_dx: bool,
+    ) -> Result<(), BpttError> {
+        let n = self.inner.param_tensors();
+        let (g_inner, g_proj) = grads.split_at_mut(n);
+        self.inner
+            .backward_slab(x, &mut ws.inner, up, g_inner, want_dx)?;
+        if let (Some(p), Some(dy)) = (&self.projection, up.d_outputs) {
+            // dP += dy xᵀ (a scatter-add for one-hot x)
+            match x {
+                Inputs::Dense(x) => gemm(MatMut::from(&mut g_proj[0]), true, Op::N(dy), Op::T(x)),
+                Inputs::Tokens { ids, .. } => {
+                    let mut g = MatMut::from(&mut g_proj[0]);
+                    for (j, &id) in ids.iter().enumerate() {
+                        for (d, v) in g.col_mut(id).iter_mut().zip(dy.col(j)) {
+                            *d += *v;
+                        }
+                    }
                 }
             }
-            Some(p) => {
-                let mut dp = DMatrix::zeros(p.nrows(), p.ncols());
-                for ((dx, dy), x) in dxs.iter_mut().zip(d_outputs).zip(xs) {
-                    dx.gemm_tr(T::one(), p, dy, T::one()); // dx += Pᵀ dy
-                    dp.gemm(T::one(), dy, &x.transpose(), T::one()); // dP += dy xᵀ
+            debug_assert_eq!(
+                (p.nrows(), p.ncols()),
+                (g_proj[0].nrows(), g_proj[0].ncols())
+            );
+        }
+        if want_dx {
+            // the skip path: dx = ∂f/∂x + dy (or + Pᵀ dy)
+            let d_inner = self.inner.d_input(&ws.inner);
+            ensure(&mut ws.dx, d_inner.rows(), d_inner.cols());
+            let mut dx = MatMut::from(&mut ws.dx);
+            dx.copy_from(d_inner);
+            if let Some(dy) = up.d_outputs {
+                match &self.projection {
+                    None => dx.add_assign(dy),
+                    Some(p) => gemm(dx, true, Op::T(MatRef::from(p)), Op::N(dy)),
                 }
-                params.push(dp);
             }
         }
-        (params, dxs, ds0)
+        Ok(())
+    }
+    fn d_input<'a>(&self, ws: &'a Self::Workspace) -> MatRef<'a, T> {
+        MatRef::from(&ws.dx)
+    }
+    fn d_initial<'a>(&self, ws: &'a Self::Workspace, i: usize) -> MatRef<'a, T> {
+        self.inner.d_initial(&ws.inner, i)
     }
 
-    fn kink_pattern(&self, (cache, _): &Self::Cache, out: &mut Vec<bool>) {
-        self.inner.kink_pattern(cache, out);
+    fn kink_pattern(&self, ws: &Self::Workspace, out: &mut Vec<bool>) {
+        self.inner.kink_pattern(&ws.inner, out);
     }
 
-    fn conditioning(&self, (cache, _): &Self::Cache) -> f64 {
-        self.inner.conditioning(cache)
+    fn conditioning(&self, ws: &Self::Workspace) -> f64 {
+        self.inner.conditioning(&ws.inner)
     }
 }

@@ -4,7 +4,8 @@
 
 use nalgebra::{DMatrix, RealField};
 
-use super::{ForwardResult, LayerGrads, LoadCell, SeqLayer, Unidirectional, list};
+use super::{LayerUpstream, LoadCell, SeqLayer, Unidirectional, list};
+use crate::engine::{Inputs, MatRef};
 use crate::import::StateDict;
 use crate::{BpttError, Cell};
 
@@ -79,7 +80,7 @@ impl<C> Stacked<super::Bidirectional<C>> {
 }
 
 impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Stacked<L> {
-    type Cache = Vec<L::Cache>;
+    type Workspace = Vec<L::Workspace>;
 
     fn name(&self) -> String {
         format!("{}x {}", self.layers.len(), self.layers[0].name())
@@ -111,48 +112,102 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Stacked<L> {
     fn params_mut(&mut self) -> Vec<&mut DMatrix<T>> {
         list::params_mut(&mut self.layers)
     }
-
-    fn forward(&self, xs: &[DMatrix<T>], s0: &[DMatrix<T>]) -> ForwardResult<T, Self::Cache> {
-        super::check_states(&self.state_sizes(), s0, s0.first().map_or(0, |s| s.ncols()))?;
-        let off = list::state_offsets(&self.layers);
-        let mut input = xs.to_vec();
-        let mut finals = Vec::new();
-        let mut caches = Vec::new();
-        for (l, layer) in self.layers.iter().enumerate() {
-            let (ys, f, c) = layer.forward(&input, &s0[off[l]..off[l + 1]])?;
-            finals.extend(f);
-            caches.push(c);
-            input = ys;
-        }
-        Ok((input, finals, caches))
+    fn state_count(&self) -> usize {
+        list::state_count(&self.layers)
+    }
+    fn param_tensors(&self) -> usize {
+        list::param_tensors(&self.layers)
+    }
+    fn for_each_param(&self, f: &mut dyn FnMut(&DMatrix<T>)) {
+        list::for_each_param(&self.layers, f);
+    }
+    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut DMatrix<T>)) {
+        list::for_each_param_mut(&mut self.layers, f);
     }
 
-    fn backward(
+    fn forward_slab(
         &self,
-        caches: &Self::Cache,
-        d_outputs: &[DMatrix<T>],
-        d_finals: &[DMatrix<T>],
-    ) -> LayerGrads<T> {
-        let off = list::state_offsets(&self.layers);
-        let mut d_y = d_outputs.to_vec();
-        let mut params = vec![Vec::new(); self.layers.len()];
-        let mut ds0 = vec![Vec::new(); self.layers.len()];
-        for l in (0..self.layers.len()).rev() {
-            // layer l's input gradient is the output gradient of layer l − 1
-            let (p, dx, d0) =
-                self.layers[l].backward(&caches[l], &d_y, &d_finals[off[l]..off[l + 1]]);
-            params[l] = p;
-            ds0[l] = d0;
-            d_y = dx;
+        x: Inputs<'_, T>,
+        s0: &[MatRef<'_, T>],
+        ws: &mut Self::Workspace,
+    ) -> Result<(), BpttError> {
+        if s0.len() != self.state_count() {
+            return Err(BpttError::Invalid(format!(
+                "{} initial states given, the network has {}",
+                s0.len(),
+                self.state_count()
+            )));
         }
-        (params.concat(), d_y, ds0.concat())
+        ws.resize_with(self.layers.len(), Default::default);
+        for (l, layer) in self.layers.iter().enumerate() {
+            // layer l reads layer l − 1's outputs
+            let (below, here) = ws.split_at_mut(l);
+            let input = match below.last() {
+                None => x,
+                Some(w) => Inputs::Dense(self.layers[l - 1].outputs(w)),
+            };
+            let states = &s0[list::range(&self.layers, l, |l| l.state_count())];
+            layer.forward_slab(input, states, &mut here[0])?;
+        }
+        Ok(())
+    }
+    fn outputs<'a>(&self, ws: &'a Self::Workspace) -> MatRef<'a, T> {
+        let top = self.layers.len() - 1;
+        self.layers[top].outputs(&ws[top])
+    }
+    fn final_state<'a>(&self, ws: &'a Self::Workspace, i: usize) -> MatRef<'a, T> {
+        let (l, j) = list::locate(&self.layers, i, |l| l.state_count());
+        self.layers[l].final_state(&ws[l], j)
     }
 
-    fn kink_pattern(&self, caches: &Self::Cache, out: &mut Vec<bool>) {
-        list::kink_pattern(&self.layers, caches, out);
+    fn backward_slab(
+        &self,
+        x: Inputs<'_, T>,
+        ws: &mut Self::Workspace,
+        up: &LayerUpstream<'_, T>,
+        grads: &mut [DMatrix<T>],
+        want_dx: bool,
+    ) -> Result<(), BpttError> {
+        let top = self.layers.len() - 1;
+        for l in (0..=top).rev() {
+            // layer l's output gradient is the input gradient of layer l + 1
+            let (below, rest) = ws.split_at_mut(l);
+            let (here, above) = rest.split_at_mut(1);
+            let d_outputs = match above.first() {
+                None => up.d_outputs,
+                Some(w) => Some(self.layers[l + 1].d_input(w)),
+            };
+            let d_finals = if up.d_finals.is_empty() {
+                &[][..]
+            } else {
+                &up.d_finals[list::range(&self.layers, l, |l| l.state_count())]
+            };
+            let input = match below.last() {
+                None => x,
+                Some(w) => Inputs::Dense(self.layers[l - 1].outputs(w)),
+            };
+            let layer_up = LayerUpstream {
+                d_outputs,
+                d_finals,
+            };
+            let g = &mut grads[list::range(&self.layers, l, |l| l.param_tensors())];
+            self.layers[l].backward_slab(input, &mut here[0], &layer_up, g, l > 0 || want_dx)?;
+        }
+        Ok(())
+    }
+    fn d_input<'a>(&self, ws: &'a Self::Workspace) -> MatRef<'a, T> {
+        self.layers[0].d_input(&ws[0])
+    }
+    fn d_initial<'a>(&self, ws: &'a Self::Workspace, i: usize) -> MatRef<'a, T> {
+        let (l, j) = list::locate(&self.layers, i, |l| l.state_count());
+        self.layers[l].d_initial(&ws[l], j)
     }
 
-    fn conditioning(&self, caches: &Self::Cache) -> f64 {
-        list::conditioning(&self.layers, caches)
+    fn kink_pattern(&self, ws: &Self::Workspace, out: &mut Vec<bool>) {
+        list::kink_pattern(&self.layers, ws, out);
+    }
+
+    fn conditioning(&self, ws: &Self::Workspace) -> f64 {
+        list::conditioning(&self.layers, ws)
     }
 }

@@ -374,7 +374,7 @@ impl<T: RealField + Copy> Cell<T> for Gru<T> {
         tape: MatRef<'_, T>,
         h_prev: MatRef<'_, T>,
         d_hh_sums: &[T],
-        grads: &mut Params<T>,
+        grads: &mut [DMatrix<T>],
     ) {
         let hd = self.hidden_size();
         let dw = MatMut::from(&mut grads[WEIGHT_HH]);

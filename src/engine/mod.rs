@@ -43,7 +43,7 @@
 //! let up = Upstream { d_last: Some(MatRef::from(&d_last)), ..Upstream::default() };
 //! let mut grads = cell.params().zeros_like();
 //! engine::backward(&cell, Inputs::Dense(MatRef::from(&x)), &mut tape, &up,
-//!     Default::default(), Want::STATES, Some(&mut grads), None).unwrap();
+//!     Default::default(), Want::STATES, Some(grads.as_mut_slice()), None).unwrap();
 //! assert!(grads.norm() > 0.0);
 //! assert_eq!(tape.d_state(0).rows(), 8); // ∂L/∂[h_0; c_0]
 //! ```
@@ -56,7 +56,7 @@ use nalgebra::{DMatrix, RealField};
 
 use crate::cell::{BIAS_IH, WEIGHT_HH, WEIGHT_IH};
 use crate::sequence::Truncation;
-use crate::{BpttError, Cell, Params};
+use crate::{BpttError, Cell};
 
 /// The inputs of a sequence, all steps at once.
 #[derive(Clone, Copy, Debug)]
@@ -414,7 +414,7 @@ pub fn backward<T: RealField + Copy, C: Cell<T>>(
     up: &Upstream<'_, T>,
     truncation: Truncation,
     want: Want,
-    grads: Option<&mut Params<T>>,
+    grads: Option<&mut [DMatrix<T>]>,
     dx: Option<&mut DMatrix<T>>,
 ) -> Result<(), BpttError> {
     if let Truncation::Chunks(0) = truncation {
