@@ -63,6 +63,7 @@ pub mod spectral;
 pub mod sweep;
 pub mod tasks;
 pub mod train;
+pub mod trainer;
 
 pub use activation::Activation;
 pub use cell::Cell;

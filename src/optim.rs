@@ -6,6 +6,8 @@
 //! - Adam (Kingma & Ba 2015): `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
 //!   `θ ← θ − lr·m̂/(√v̂ + ε)` with `m̂ = m/(1−β₁ᵗ)`, `v̂ = v/(1−β₂ᵗ)`.
 
+use nalgebra::RealField;
+
 use crate::{BpttError, Params};
 
 /// An optimizer and its hyper-parameters.
@@ -117,47 +119,69 @@ impl OptimizerState {
         assert_eq!(params.len(), self.m.len(), "parameter groups");
         assert_eq!(grads.len(), self.m.len(), "gradient groups");
         self.t += 1;
-        match self.optimizer {
-            Optimizer::Sgd { lr, momentum } => {
-                for ((p, g), m) in params.iter_mut().zip(grads).zip(&mut self.m) {
-                    for i in 0..p.len() {
-                        let p = p[i].as_mut_slice();
-                        let (g, m) = (g[i].as_slice(), m[i].as_mut_slice());
-                        for j in 0..p.len() {
-                            if momentum == 0.0 {
-                                p[j] -= lr * g[j];
-                            } else {
-                                // v ← μ v + g ; θ ← θ − lr v
-                                m[j] = momentum * m[j] + g[j];
-                                p[j] -= lr * m[j];
-                            }
-                        }
+        let lr = self.optimizer.lr();
+        for (k, (p, g)) in params.iter_mut().zip(grads).enumerate() {
+            for i in 0..p.len() {
+                let v = self.v.get_mut(k).map(|v| v[i].as_mut_slice());
+                self.optimizer.apply(
+                    lr,
+                    self.t,
+                    p[i].as_mut_slice(),
+                    g[i].as_slice(),
+                    self.m[k][i].as_mut_slice(),
+                    v,
+                );
+            }
+        }
+    }
+}
+
+impl Optimizer {
+    /// The base learning rate.
+    pub fn lr(&self) -> f64 {
+        match *self {
+            Optimizer::Sgd { lr, .. } | Optimizer::Adam { lr, .. } => lr,
+        }
+    }
+
+    /// The update rule on one tensor: `p` its entries, `g` its gradient, `m` the velocity (SGD)
+    /// or first moment (Adam), `v` the second moment (Adam only), `lr` this update's learning
+    /// rate (the base one, or a schedule's), `t` the number of this update (from 1). Any scalar.
+    pub fn apply<T: RealField + Copy>(
+        &self,
+        lr: f64,
+        t: u64,
+        p: &mut [T],
+        g: &[T],
+        m: &mut [T],
+        v: Option<&mut [T]>,
+    ) {
+        let c = |x: f64| -> T { nalgebra::convert(x) };
+        match *self {
+            Optimizer::Sgd { momentum, .. } => {
+                let (lr, mu) = (c(lr), c(momentum));
+                for j in 0..p.len() {
+                    if momentum == 0.0 {
+                        p[j] -= lr * g[j];
+                    } else {
+                        // v ← μ v + g ; θ ← θ − lr v
+                        m[j] = mu * m[j] + g[j];
+                        p[j] -= lr * m[j];
                     }
                 }
             }
             Optimizer::Adam {
-                lr,
-                beta1,
-                beta2,
-                eps,
+                beta1, beta2, eps, ..
             } => {
-                let t = self.t as i32;
-                let (c1, c2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
-                for (((p, g), m), v) in params
-                    .iter_mut()
-                    .zip(grads)
-                    .zip(&mut self.m)
-                    .zip(&mut self.v)
-                {
-                    for i in 0..p.len() {
-                        let p = p[i].as_mut_slice();
-                        let (g, m, v) = (g[i].as_slice(), m[i].as_mut_slice(), v[i].as_mut_slice());
-                        for j in 0..p.len() {
-                            m[j] = beta1 * m[j] + (1.0 - beta1) * g[j];
-                            v[j] = beta2 * v[j] + (1.0 - beta2) * g[j] * g[j];
-                            p[j] -= lr * (m[j] / c1) / ((v[j] / c2).sqrt() + eps);
-                        }
-                    }
+                let v = v.expect("Adam keeps a second moment");
+                let ti = t as i32;
+                let (c1, c2) = (c(1.0 - beta1.powi(ti)), c(1.0 - beta2.powi(ti)));
+                let (b1, b2, one_b1, one_b2) = (c(beta1), c(beta2), c(1.0 - beta1), c(1.0 - beta2));
+                let (lr, eps) = (c(lr), c(eps));
+                for j in 0..p.len() {
+                    m[j] = b1 * m[j] + one_b1 * g[j];
+                    v[j] = b2 * v[j] + one_b2 * g[j] * g[j];
+                    p[j] -= lr * (m[j] / c1) / ((v[j] / c2).sqrt() + eps);
                 }
             }
         }

@@ -203,3 +203,63 @@ fn warm_training_update_allocates_nothing() {
     }
     assert_eq!(counts, [0, 0], "allocations per warm update at T = 50, 200");
 }
+
+#[test]
+fn warm_network_updates_allocate_nothing() {
+    use bptt::arch::{Bidirectional, Residual, Stacked, Unidirectional};
+    use bptt::trainer::{Batch, Config, Loss, ReadoutAt, Targets, Trainer};
+    use bptt::{NetworkModel, Readout};
+    let mut rng = stream(7, &[]);
+    let ids: Vec<usize> = (0..12 * 4).map(|j| (j * 5 + 1) % 9).collect();
+    let classes: Vec<usize> = (0..12 * 4).map(|j| j % 3).collect();
+    let batch = Batch {
+        inputs: Inputs::Tokens {
+            ids: &ids,
+            vocab: 9,
+        },
+        batch: 4,
+        targets: Targets::Classes(&classes),
+    };
+    let cfg = Config {
+        readout_at: ReadoutAt::EveryStep,
+        loss: Loss::SoftmaxCrossEntropy,
+        optimizer: bptt::optim::Optimizer::adam(1e-3),
+        carry_state: true,
+        safety_net: true,
+        ..Config::default()
+    };
+    // a 2-layer bidirectional LSTM (f32) and a residual stack of GRUs (f64)
+    let lstm = |d, rng: &mut bptt::rng::Rng| Lstm::<f32>::pytorch_init(d, 6, rng);
+    let bi = Stacked::new(vec![
+        Bidirectional::new(lstm(9, &mut rng), lstm(9, &mut rng)),
+        Bidirectional::new(lstm(12, &mut rng), lstm(12, &mut rng)),
+    ])
+    .unwrap();
+    let mut m = NetworkModel::new(bi, Readout::uniform(12, 3, 0.3, &mut rng)).unwrap();
+    let mut tr = Trainer::new(&m, cfg).unwrap();
+    tr.update(&mut m, &batch).unwrap();
+    let n = allocations(|| drop(tr.update(&mut m, &batch).unwrap()));
+    assert_eq!(n, 0, "2x bi-lstm f32: allocations per warm update");
+
+    let gru = |d, rng: &mut bptt::rng::Rng| {
+        Unidirectional::new(Gru::<f64>::pytorch_init(d, 9, GruVariant::ResetAfter, rng))
+    };
+    let res = Stacked::new(vec![
+        Residual::new(gru(9, &mut rng), &mut rng),
+        Residual::new(gru(9, &mut rng), &mut rng),
+    ])
+    .unwrap();
+    let batch64 = Batch {
+        inputs: Inputs::Tokens {
+            ids: &ids,
+            vocab: 9,
+        },
+        batch: 4,
+        targets: Targets::Classes(&classes),
+    };
+    let mut m = NetworkModel::new(res, Readout::uniform(9, 3, 0.3, &mut rng)).unwrap();
+    let mut tr = Trainer::new(&m, cfg).unwrap();
+    tr.update(&mut m, &batch64).unwrap();
+    let n = allocations(|| drop(tr.update(&mut m, &batch64).unwrap()));
+    assert_eq!(n, 0, "2x res-gru f64: allocations per warm update");
+}

@@ -1,0 +1,549 @@
+//! The network trainer (`bptt::trainer`) against an independent per-step reference: the
+//! harness-proven per-step network API (`SeqLayer::forward` / `backward` on lists of matrices),
+//! a readout, losses and optimizers written out here step by step with nalgebra. K updates of
+//! every wrapper, both readout placements, every loss, SGD with momentum and Adam, token and
+//! dense inputs, the carried state of truncated BPTT over a stream: parameters equal to 1e-12
+//! in f64. Then f32 against f64, schedules, the safety net and bad input.
+
+use approx::relative_eq;
+use bptt::arch::{
+    Bidirectional, Dense, RescalarLayer, Residual, SeqLayer, Stacked, Unidirectional,
+};
+use bptt::engine::{Inputs, MatRef};
+use bptt::optim::Optimizer;
+use bptt::rng::{Rng, stream, uniform_matrix};
+use bptt::trainer::{Batch, Config, Loss, ReadoutAt, Schedule, Targets, Trainer};
+use bptt::{Activation, Gru, GruVariant, Lstm, NetworkModel, Readout, VanillaRnn};
+use nalgebra::DMatrix;
+use rand::RngExt;
+
+const VOCAB: usize = 5;
+
+/// A batch's data in both forms: token ids (and the equivalent one-hot per-step matrices).
+struct Data {
+    ids: Vec<usize>,
+    xs: Vec<DMatrix<f64>>,
+    x: DMatrix<f64>,
+    classes: Vec<usize>,
+    values: DMatrix<f64>,
+    steps: usize,
+    batch: usize,
+}
+
+fn data(rng: &mut Rng, steps: usize, batch: usize, outputs: usize, every: bool) -> Data {
+    let ids: Vec<usize> = (0..steps * batch)
+        .map(|_| rng.random_range(0..VOCAB))
+        .collect();
+    let mut x = DMatrix::zeros(VOCAB, steps * batch);
+    for (j, &id) in ids.iter().enumerate() {
+        x[(id, j)] = 1.0;
+    }
+    let xs = (0..steps)
+        .map(|t| x.columns(t * batch, batch).into_owned())
+        .collect();
+    let n = if every { steps * batch } else { batch };
+    let classes = (0..n).map(|_| rng.random_range(0..outputs)).collect();
+    // in [0, 1]: MSE regression values and sigmoid cross-entropy's multi-label targets
+    let values = uniform_matrix::<f64>(rng, outputs, n, 0.5).add_scalar(0.5);
+    Data {
+        ids,
+        xs,
+        x,
+        classes,
+        values,
+        steps,
+        batch,
+    }
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// The loss and ∂L/∂y of one readout column, written out.
+fn column_loss(loss: Loss, y: &[f64], class: usize, target: &[f64]) -> (f64, Vec<f64>) {
+    match loss {
+        Loss::SoftmaxCrossEntropy => {
+            let m = y.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + y.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+            let mut g: Vec<f64> = y.iter().map(|v| (v - lse).exp()).collect();
+            g[class] -= 1.0;
+            (lse - y[class], g)
+        }
+        Loss::Mse => (
+            y.iter().zip(target).map(|(y, t)| (y - t) * (y - t)).sum(),
+            y.iter().zip(target).map(|(y, t)| 2.0 * (y - t)).collect(),
+        ),
+        Loss::SigmoidCrossEntropy => (
+            y.iter()
+                .zip(target)
+                .map(|(y, t)| (1.0 + y.exp()).ln() - t * y)
+                .sum(),
+            y.iter().zip(target).map(|(y, t)| sigmoid(*y) - t).collect(),
+        ),
+    }
+}
+
+/// The reference's optimizer state: one moment pair per tensor (network's, then readout's).
+struct RefOpt {
+    m: Vec<DMatrix<f64>>,
+    v: Vec<DMatrix<f64>>,
+    t: i32,
+}
+
+/// One reference update; returns the loss. `s0` are the initial states.
+fn reference_update<N: SeqLayer<f64>>(
+    model: &mut NetworkModel<f64, N>,
+    d: &Data,
+    s0: &[DMatrix<f64>],
+    cfg: &Config,
+    opt: &mut RefOpt,
+) -> (f64, Vec<DMatrix<f64>>) {
+    let (ys, finals, rec) = model.net.forward(&d.xs, s0).unwrap();
+    let (w, b) = (
+        model.readout.params()[0].clone(),
+        model.readout.params()[1].clone(),
+    );
+    let read: Vec<usize> = match cfg.readout_at {
+        ReadoutAt::Last => vec![d.steps - 1],
+        ReadoutAt::EveryStep => (0..d.steps).collect(),
+    };
+    let n = (read.len() * d.batch) as f64;
+    let mut loss = 0.0;
+    let mut dw = DMatrix::zeros(w.nrows(), w.ncols());
+    let mut db = DMatrix::zeros(b.nrows(), 1);
+    let mut d_ys: Vec<DMatrix<f64>> = ys
+        .iter()
+        .map(|y| DMatrix::zeros(y.nrows(), y.ncols()))
+        .collect();
+    for (k, &t) in read.iter().enumerate() {
+        let y = &w * &ys[t] + DMatrix::from_fn(w.nrows(), d.batch, |i, _| b[(i, 0)]);
+        let mut dy = DMatrix::zeros(y.nrows(), y.ncols());
+        for j in 0..d.batch {
+            let col = k * d.batch + j;
+            let yv: Vec<f64> = y.column(j).iter().cloned().collect();
+            let tv: Vec<f64> = d.values.column(col).iter().cloned().collect();
+            let (l, g) = column_loss(cfg.loss, &yv, d.classes[col], &tv);
+            loss += l / n;
+            for (i, g) in g.iter().enumerate() {
+                dy[(i, j)] = g / n;
+            }
+        }
+        dw += &dy * ys[t].transpose();
+        db += dy.column_sum();
+        d_ys[t] = w.transpose() * &dy;
+    }
+    let zeros: Vec<DMatrix<f64>> = finals
+        .iter()
+        .map(|f| DMatrix::zeros(f.nrows(), f.ncols()))
+        .collect();
+    let (mut grads, _, _) = model.net.backward(&rec, &d_ys, &zeros);
+    grads.push(dw);
+    grads.push(db);
+    let norm = grads.iter().map(|g| g.norm_squared()).sum::<f64>().sqrt();
+    if let Some(c) = cfg.clip
+        && norm >= c
+    {
+        for g in &mut grads {
+            *g *= c / norm;
+        }
+    }
+    opt.t += 1;
+    let mut params: Vec<&mut DMatrix<f64>> = model.net.params_mut();
+    params.extend(model.readout.params_mut().tensors_mut());
+    for (i, (p, g)) in params.into_iter().zip(&grads).enumerate() {
+        match cfg.optimizer {
+            Optimizer::Sgd { lr, momentum } => {
+                opt.m[i] = &opt.m[i] * momentum + g;
+                *p -= &opt.m[i] * lr;
+            }
+            Optimizer::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+            } => {
+                opt.m[i] = &opt.m[i] * beta1 + g * (1.0 - beta1);
+                opt.v[i] = &opt.v[i] * beta2 + g.component_mul(g) * (1.0 - beta2);
+                let (c1, c2) = (1.0 - beta1.powi(opt.t), 1.0 - beta2.powi(opt.t));
+                for k in 0..p.len() {
+                    p[k] -= lr * (opt.m[i][k] / c1) / ((opt.v[i][k] / c2).sqrt() + eps);
+                }
+            }
+        }
+    }
+    (loss, finals)
+}
+
+fn assert_models_close<N: SeqLayer<f64>>(
+    what: &str,
+    got: &NetworkModel<f64, N>,
+    want: &NetworkModel<f64, N>,
+) {
+    let mut g = got.net.params();
+    g.extend(got.readout.params().iter().map(|(_, m)| m));
+    let mut w = want.net.params();
+    w.extend(want.readout.params().iter().map(|(_, m)| m));
+    for (k, (a, b)) in g.iter().zip(&w).enumerate() {
+        let floor = 1e-12 * b.amax().max(1e-300);
+        for (x, y) in a.iter().zip(b.iter()) {
+            assert!(
+                relative_eq!(*x, *y, epsilon = floor, max_relative = 1e-12),
+                "{what}: tensor {k}: trainer {x:e} vs reference {y:e}"
+            );
+        }
+    }
+}
+
+/// K updates of the trainer and of the reference from the same model on the same batches.
+fn check_training<N: SeqLayer<f64>>(
+    what: &str,
+    model: NetworkModel<f64, N>,
+    cfg: Config,
+    tokens: bool,
+    seed: u64,
+) {
+    let mut rng = stream(seed, &[]);
+    let outputs = model.readout.output_size();
+    let every = cfg.readout_at == ReadoutAt::EveryStep;
+    let batches: Vec<Data> = (0..4)
+        .map(|_| data(&mut rng, 5, 3, outputs, every))
+        .collect();
+    let (mut ours, mut theirs) = (model.clone(), model);
+    let mut trainer = Trainer::new(&ours, cfg).unwrap();
+    let mut all: Vec<DMatrix<f64>> = theirs.net.params().into_iter().cloned().collect();
+    all.extend(theirs.readout.params().iter().map(|(_, m)| m.clone()));
+    let zeros: Vec<DMatrix<f64>> = all
+        .iter()
+        .map(|m| DMatrix::zeros(m.nrows(), m.ncols()))
+        .collect();
+    let mut opt = RefOpt {
+        m: zeros.clone(),
+        v: zeros,
+        t: 0,
+    };
+    let mut s0: Vec<DMatrix<f64>> = theirs
+        .net
+        .state_sizes()
+        .iter()
+        .map(|&r| DMatrix::zeros(r, 3))
+        .collect();
+    for (k, d) in batches.iter().enumerate() {
+        let targets = match cfg.loss {
+            Loss::SoftmaxCrossEntropy => Targets::Classes(&d.classes),
+            _ => Targets::Values(MatRef::from(&d.values)),
+        };
+        let inputs = if tokens {
+            Inputs::Tokens {
+                ids: &d.ids,
+                vocab: VOCAB,
+            }
+        } else {
+            Inputs::Dense(MatRef::from(&d.x))
+        };
+        let batch = Batch {
+            inputs,
+            batch: d.batch,
+            targets,
+        };
+        let rec = trainer.update(&mut ours, &batch).unwrap();
+        let (loss, finals) = reference_update(&mut theirs, d, &s0, &cfg, &mut opt);
+        assert!(
+            relative_eq!(rec.loss, loss, epsilon = 1e-13, max_relative = 1e-12),
+            "{what}: update {k}: loss {} vs {loss}",
+            rec.loss
+        );
+        assert_models_close(&format!("{what} after update {}", k + 1), &ours, &theirs);
+        if cfg.carry_state {
+            s0 = finals;
+        }
+    }
+}
+
+fn networks(
+    seed: u64,
+) -> (
+    NetworkModel<f64, Unidirectional<Lstm<f64>>>,
+    NetworkModel<f64, Stacked<Bidirectional<Gru<f64>>>>,
+    NetworkModel<f64, Stacked<Residual<f64, Unidirectional<Lstm<f64>>>>>,
+    NetworkModel<f64, Dense<Unidirectional<VanillaRnn<f64>>>>,
+) {
+    let rng = &mut stream(seed, &[1]);
+    let readout = |h: usize, rng: &mut Rng| Readout::uniform(h, 3, 0.5, rng);
+    let lstm = Unidirectional::new(Lstm::pytorch_init(VOCAB, 6, rng));
+    let gru = |d, rng: &mut Rng| Gru::pytorch_init(d, 4, GruVariant::ResetAfter, rng);
+    let bi = Stacked::new(vec![
+        Bidirectional::new(gru(VOCAB, rng), gru(VOCAB, rng)),
+        Bidirectional::new(gru(8, rng), gru(8, rng)),
+    ])
+    .unwrap();
+    let res = Stacked::new(vec![
+        Residual::new(Unidirectional::new(Lstm::pytorch_init(VOCAB, 6, rng)), rng),
+        Residual::new(Unidirectional::new(Lstm::pytorch_init(6, 6, rng)), rng),
+    ])
+    .unwrap();
+    let rnn = |d, rng: &mut Rng| {
+        Unidirectional::new(VanillaRnn::pytorch_init(d, 4, Activation::Tanh, rng))
+    };
+    let dense = Dense::new(vec![rnn(VOCAB, rng), rnn(VOCAB + 4, rng)]).unwrap();
+    (
+        NetworkModel::new(lstm, readout(6, rng)).unwrap(),
+        NetworkModel::new(bi, readout(8, rng)).unwrap(),
+        NetworkModel::new(res, readout(6, rng)).unwrap(),
+        NetworkModel::new(dense, readout(4, rng)).unwrap(),
+    )
+}
+
+fn configs() -> Vec<(&'static str, Config)> {
+    let base = Config::default();
+    vec![
+        ("last/ce/sgd+clip", base),
+        (
+            "every/ce/momentum",
+            Config {
+                readout_at: ReadoutAt::EveryStep,
+                optimizer: Optimizer::Sgd {
+                    lr: 0.05,
+                    momentum: 0.9,
+                },
+                clip: None,
+                ..base
+            },
+        ),
+        (
+            "last/mse/adam/clip",
+            Config {
+                loss: Loss::Mse,
+                optimizer: Optimizer::adam(0.01),
+                clip: Some(0.5),
+                ..base
+            },
+        ),
+        (
+            "every/sigmoid-ce/adam/carried",
+            Config {
+                readout_at: ReadoutAt::EveryStep,
+                loss: Loss::SigmoidCrossEntropy,
+                optimizer: Optimizer::adam(0.02),
+                carry_state: true,
+                ..base
+            },
+        ),
+    ]
+}
+
+#[test]
+fn k_updates_equal_the_per_step_reference_for_every_wrapper_loss_and_optimizer() {
+    // (the reference has no schedule: schedules are checked on their own below)
+    for (name, cfg) in configs() {
+        for tokens in [true, false] {
+            let (a, b, c, d) = networks(3);
+            let tag = |net: &str| format!("{net} {name} tokens={tokens}");
+            check_training(&tag("lstm"), a, cfg, tokens, 11);
+            check_training(&tag("2x bi-gru"), b, cfg, tokens, 12);
+            check_training(&tag("2x res-lstm"), c, cfg, tokens, 13);
+            check_training(&tag("dense 2x rnn"), d, cfg, tokens, 14);
+        }
+    }
+}
+
+#[test]
+fn schedules_give_their_learning_rates() {
+    let close = |a: f64, b: f64| relative_eq!(a, b, epsilon = 1e-15, max_relative = 1e-14);
+    assert!(close(Schedule::Constant.lr(0.1, 99), 0.1));
+    let step = Schedule::Step {
+        every: 10,
+        factor: 0.5,
+    };
+    assert!(
+        close(step.lr(0.1, 9), 0.1)
+            && close(step.lr(0.1, 10), 0.05)
+            && close(step.lr(0.1, 25), 0.025)
+    );
+    assert!(close(
+        Schedule::Exponential { gamma: 0.9 }.lr(1.0, 3),
+        0.729
+    ));
+    let cos = Schedule::Cosine { total: 100 };
+    assert!(
+        close(cos.lr(2.0, 0), 2.0) && close(cos.lr(2.0, 50), 1.0) && cos.lr(2.0, 100).abs() < 1e-15
+    );
+    // the trainer reports and uses the schedule's rate
+    let (a, ..) = networks(5);
+    let mut m = a;
+    let cfg = Config {
+        schedule: step,
+        ..Config::default()
+    };
+    let mut tr = Trainer::new(&m, cfg).unwrap();
+    let d = data(&mut stream(6, &[]), 4, 2, 3, false);
+    let batch = Batch {
+        inputs: Inputs::Tokens {
+            ids: &d.ids,
+            vocab: VOCAB,
+        },
+        batch: 2,
+        targets: Targets::Classes(&d.classes),
+    };
+    let lrs: Vec<f64> = (0..12)
+        .map(|_| tr.update(&mut m, &batch).unwrap().lr)
+        .collect();
+    assert!(close(lrs[9], 0.01) && close(lrs[10], 0.005), "{lrs:?}");
+}
+
+#[test]
+fn f32_training_follows_f64() {
+    let (_, b, ..) = networks(7);
+    let to32 = |m: &DMatrix<f64>| m.map(|x| x as f32);
+    let params: Vec<DMatrix<f32>> = b.net.params().into_iter().map(to32).collect();
+    let net32 = b.net.rebuild(&mut params.into_iter());
+    let mut readout32 = Readout::<f32>::uniform(8, 3, 0.5, &mut stream(0, &[]));
+    for (dst, (_, src)) in readout32
+        .params_mut()
+        .tensors_mut()
+        .zip(b.readout.params().iter())
+    {
+        *dst = to32(src);
+    }
+    let mut m32 = NetworkModel::new(net32, readout32).unwrap();
+    let mut m64 = b;
+    let cfg = Config {
+        readout_at: ReadoutAt::EveryStep,
+        optimizer: Optimizer::adam(0.01),
+        ..Config::default()
+    };
+    let (mut t32, mut t64) = (
+        Trainer::new(&m32, cfg).unwrap(),
+        Trainer::new(&m64, cfg).unwrap(),
+    );
+    let mut rng = stream(8, &[]);
+    for _ in 0..5 {
+        let d = data(&mut rng, 6, 4, 3, true);
+        let b64 = Batch {
+            inputs: Inputs::Tokens {
+                ids: &d.ids,
+                vocab: VOCAB,
+            },
+            batch: 4,
+            targets: Targets::Classes(&d.classes),
+        };
+        let b32 = Batch {
+            inputs: Inputs::Tokens {
+                ids: &d.ids,
+                vocab: VOCAB,
+            },
+            batch: 4,
+            targets: Targets::Classes(&d.classes),
+        };
+        let (r32, r64) = (
+            t32.update(&mut m32, &b32).unwrap(),
+            t64.update(&mut m64, &b64).unwrap(),
+        );
+        assert!(
+            relative_eq!(r32.loss, r64.loss, epsilon = 1e-5, max_relative = 1e-5),
+            "loss f32 {} vs f64 {}",
+            r32.loss,
+            r64.loss
+        );
+    }
+    // parameters after 5 Adam steps of 0.01: f32 rounding (≈ 6e-8 relative per operation)
+    for (a, b) in m32.net.params().iter().zip(m64.net.params()) {
+        for (x, y) in a.iter().zip(b.iter()) {
+            assert!(
+                relative_eq!(*x as f64, *y, epsilon = 1e-5, max_relative = 1e-4),
+                "f32 {x} vs f64 {y}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_safety_net_shrinks_the_recurrent_matrices() {
+    let (a, ..) = networks(9);
+    let mut m = a;
+    let before = m.net.params().into_iter().cloned().collect::<Vec<_>>();
+    let cfg = Config {
+        safety_net: true,
+        clip: None,
+        optimizer: Optimizer::sgd(1.0),
+        ..Config::default()
+    };
+    let mut tr = Trainer::new(&m, cfg).unwrap();
+    // an infinite input makes every gradient NaN
+    let mut x = DMatrix::zeros(VOCAB, 6);
+    x[(0, 0)] = f64::INFINITY;
+    let classes = [0, 1];
+    let batch = Batch {
+        inputs: Inputs::Dense(MatRef::from(&x)),
+        batch: 2,
+        targets: Targets::Classes(&classes),
+    };
+    let rec = tr.update(&mut m, &batch).unwrap();
+    assert!(rec.safety && rec.grad_norm.is_nan());
+    let names = m.net.param_names(0);
+    for ((name, w0), w1) in names.iter().zip(&before).zip(m.net.params()) {
+        // lr 1: W ← W − 0.02 W for weight_hh, unchanged otherwise
+        let want = if name.starts_with("weight_hh") {
+            w0 * 0.98
+        } else {
+            w0.clone()
+        };
+        for (x, y) in w1.iter().zip(want.iter()) {
+            assert!(
+                relative_eq!(*x, *y, epsilon = 1e-15, max_relative = 1e-15),
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_batches_are_errors() {
+    let (a, ..) = networks(10);
+    let mut m = a;
+    let mut tr = Trainer::new(&m, Config::default()).unwrap();
+    let ids = vec![0usize; 6];
+    let classes = [0, 1];
+    let ok = Batch {
+        inputs: Inputs::Tokens {
+            ids: &ids,
+            vocab: VOCAB,
+        },
+        batch: 2,
+        targets: Targets::Classes(&classes),
+    };
+    assert!(tr.update(&mut m, &ok).is_ok());
+    let too_few = [0];
+    let values = DMatrix::zeros(3, 2);
+    let bad = [
+        Batch {
+            targets: Targets::Classes(&too_few),
+            ..ok
+        },
+        Batch {
+            targets: Targets::Values(MatRef::from(&values)),
+            ..ok
+        },
+        Batch { batch: 4, ..ok },
+        Batch {
+            inputs: Inputs::Tokens {
+                ids: &ids,
+                vocab: VOCAB + 1,
+            },
+            ..ok
+        },
+    ];
+    for b in &bad {
+        assert!(tr.update(&mut m, b).is_err());
+    }
+    let wrong = Config {
+        optimizer: Optimizer::sgd(-1.0),
+        ..Config::default()
+    };
+    assert!(Trainer::new(&m, wrong).is_err());
+    let wrong = Config {
+        clip: Some(0.0),
+        ..Config::default()
+    };
+    assert!(Trainer::new(&m, wrong).is_err());
+}
