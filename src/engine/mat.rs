@@ -419,42 +419,89 @@ fn as_f64_mut<T: 'static>(s: &mut [T]) -> Option<&mut [f64]> {
     same::<T, f64>().then(|| unsafe { &mut *(s as *mut [T] as *mut [f64]) })
 }
 
-/// `out = tanh(a)` element-wise (vectorised for f64; `a` and `out` may be the same slice via
-/// [`tanh_in_place`]).
-pub fn tanh_into<T: RealField + Copy>(a: &[T], out: &mut [T]) {
-    match (as_f64(a), as_f64_mut(out)) {
-        (Some(a), Some(out)) => crate::fastmath::tanh_slice(a, out),
-        _ => out.iter_mut().zip(a).for_each(|(o, a)| *o = a.tanh()),
+#[inline]
+fn as_f32<T: 'static>(s: &[T]) -> Option<&[f32]> {
+    // SAFETY: same type
+    same::<T, f32>().then(|| unsafe { &*(s as *const [T] as *const [f32]) })
+}
+
+#[inline]
+fn as_f32_mut<T: 'static>(s: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: same type
+    same::<T, f32>().then(|| unsafe { &mut *(s as *mut [T] as *mut [f32]) })
+}
+
+/// An f64 kernel over f32 data, in place: chunks widened to f64 on the stack, mapped, rounded
+/// back (more accurate than f32 libm, vectorised, and free of libm's slow subnormal paths).
+fn widened_in_place(kernel: fn(&mut [f64]), x: &mut [f32]) {
+    const CHUNK: usize = 256;
+    let mut buf = [0.0f64; CHUNK];
+    for x in x.chunks_mut(CHUNK) {
+        let buf = &mut buf[..x.len()];
+        for (b, v) in buf.iter_mut().zip(x.iter()) {
+            *b = f64::from(*v);
+        }
+        kernel(buf);
+        for (v, b) in x.iter_mut().zip(buf.iter()) {
+            *v = *b as f32;
+        }
     }
 }
 
-/// `out = sigmoid(a)` element-wise (vectorised for f64).
-pub fn sigmoid_into<T: RealField + Copy>(a: &[T], out: &mut [T]) {
-    match (as_f64(a), as_f64_mut(out)) {
-        (Some(a), Some(out)) => crate::fastmath::sigmoid_slice(a, out),
-        _ => out
-            .iter_mut()
-            .zip(a)
-            .for_each(|(o, a)| *o = crate::activation::sigmoid(*a)),
+/// [`widened_in_place`] from `a` into `out`.
+fn widened(kernel: fn(&mut [f64]), a: &[f32], out: &mut [f32]) {
+    out.copy_from_slice(a);
+    widened_in_place(kernel, out);
+}
+
+/// `out = tanh(a)` element-wise: `crate::fastmath`'s vectorised kernel for f64 (and, widened,
+/// for f32), the scalar's own function otherwise (dual numbers).
+pub fn tanh_into<T: RealField + Copy>(a: &[T], out: &mut [T]) {
+    if let (Some(a), Some(out)) = (as_f64(a), as_f64_mut(out)) {
+        return crate::fastmath::tanh_slice(a, out);
     }
+    if let Some(a32) = as_f32(a) {
+        let out = as_f32_mut(out).expect("same scalar");
+        return widened(crate::fastmath::tanh_in_place, a32, out);
+    }
+    out.iter_mut().zip(a).for_each(|(o, a)| *o = a.tanh());
+}
+
+/// `out = sigmoid(a)` element-wise, with the dispatch of [`tanh_into`].
+pub fn sigmoid_into<T: RealField + Copy>(a: &[T], out: &mut [T]) {
+    if let (Some(a), Some(out)) = (as_f64(a), as_f64_mut(out)) {
+        return crate::fastmath::sigmoid_slice(a, out);
+    }
+    if let Some(a32) = as_f32(a) {
+        let out = as_f32_mut(out).expect("same scalar");
+        return widened(crate::fastmath::sigmoid_in_place, a32, out);
+    }
+    out.iter_mut()
+        .zip(a)
+        .for_each(|(o, a)| *o = crate::activation::sigmoid(*a));
 }
 
 /// `x = tanh(x)` in place.
 pub fn tanh_in_place<T: RealField + Copy>(x: &mut [T]) {
-    match as_f64_mut(x) {
-        Some(x) => crate::fastmath::tanh_in_place(x),
-        None => x.iter_mut().for_each(|v| *v = v.tanh()),
+    if let Some(x) = as_f64_mut(x) {
+        return crate::fastmath::tanh_in_place(x);
     }
+    if let Some(x) = as_f32_mut(x) {
+        return widened_in_place(crate::fastmath::tanh_in_place, x);
+    }
+    x.iter_mut().for_each(|v| *v = v.tanh());
 }
 
 /// `x = sigmoid(x)` in place.
 pub fn sigmoid_in_place<T: RealField + Copy>(x: &mut [T]) {
-    match as_f64_mut(x) {
-        Some(x) => crate::fastmath::sigmoid_in_place(x),
-        None => x
-            .iter_mut()
-            .for_each(|v| *v = crate::activation::sigmoid(*v)),
+    if let Some(x) = as_f64_mut(x) {
+        return crate::fastmath::sigmoid_in_place(x);
     }
+    if let Some(x) = as_f32_mut(x) {
+        return widened_in_place(crate::fastmath::sigmoid_in_place, x);
+    }
+    x.iter_mut()
+        .for_each(|v| *v = crate::activation::sigmoid(*v));
 }
 
 /// `out = Σ_j m[:, j]` (columns in order, from zero): a bias gradient summed over every
