@@ -260,14 +260,15 @@ fn check_training<N: SeqLayer<f64>>(
     }
 }
 
-fn networks(
-    seed: u64,
-) -> (
+/// The four networks the trainer is checked on.
+type Networks = (
     NetworkModel<f64, Unidirectional<Lstm<f64>>>,
     NetworkModel<f64, Stacked<Bidirectional<Gru<f64>>>>,
     NetworkModel<f64, Stacked<Residual<f64, Unidirectional<Lstm<f64>>>>>,
     NetworkModel<f64, Dense<Unidirectional<VanillaRnn<f64>>>>,
-) {
+);
+
+fn networks(seed: u64) -> Networks {
     let rng = &mut stream(seed, &[1]);
     let readout = |h: usize, rng: &mut Rng| Readout::uniform(h, 3, 0.5, rng);
     let lstm = Unidirectional::new(Lstm::pytorch_init(VOCAB, 6, rng));
