@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Mutation testing of every backward pass (the cells', the wrappers', the training kernel's and
-# Ω's), the losses' derivatives and gradient clipping with
+# Mutation testing of every backward pass (the cells', the engine's, the wrappers', the trainers'
+# and Ω's), the losses' derivatives and gradient clipping with
 # cargo-mutants: each mutant (an operator swapped, a function body replaced, …) must make the
 # gradient-proof suite fail. Results (caught / missed / unviable / timeouts) land in
 # target/mutants/mutants.out/; missed mutants are listed in missed.txt and must each be caught by
@@ -23,9 +23,11 @@ cargo mutants --no-shuffle --timeout 600 --profile mutants --output "${MUTANTS_O
   --file src/arch/residual.rs --file src/arch/stacked.rs --file src/arch/dense.rs \
   --file src/readout.rs --file src/activation.rs --file src/clip.rs \
   --file src/train.rs --file src/omega.rs \
+  --file src/engine/mod.rs --file src/engine/mat.rs --file src/trainer.rs --file src/optim.rs \
   --re 'backward|derivative|clip|global_norm|softmax_cross_entropy|mse|cell_backward' \
   --re 'loss|update|squared_error|penalty|safety_net' \
+  --re 'recurrent_param_grads|row_sums|add_to|gemm|reverse_time|running|apply|grad_norm' \
   "$@" \
   -- --lib --test cells --test architectures --test gradcheck_api --test clipping \
      --test truncation --test vanilla --test gated --test pytorch_parity --test oracle \
-     --test training
+     --test training --test trainer --test tokens
