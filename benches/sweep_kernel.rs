@@ -3,11 +3,13 @@
 //! and faer's complete one, per 16 matrices), σ_max, and one whole matrix. `cargo bench --bench sweep_kernel`.
 
 use bptt::Activation;
+use bptt::engine::{MatMut, MatRef, Op, gemm};
 use bptt::rng::stream;
 use bptt::spectral::{EigenWorkspace, Ensemble, gaussian, reference_eigenvalues, sigma_max};
 use bptt::sweep::{Sizes, SweepCell, Workspace, loss_direction, run_matrix};
-use bptt::{Cell, Lstm, VanillaRnn};
+use bptt::{Cell, Gru, GruVariant, Lstm, VanillaRnn};
 use criterion::{Criterion, criterion_group, criterion_main};
+use nalgebra::DMatrix;
 use std::hint::black_box;
 
 const SIZES: Sizes = Sizes {
@@ -40,6 +42,62 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    let gru = Gru::<f64>::uniform(
+        32,
+        128,
+        GruVariant::ResetAfter,
+        1.0 / 128f64.sqrt(),
+        &mut stream(4, &[]),
+    );
+    c.bench_function("engine forward+backward gru (128x128, T=100, B=16)", |b| {
+        b.iter(|| {
+            ws.grad_norms(black_box(&gru), &xs, &v, SIZES.batch)
+                .unwrap()
+        })
+    });
+    // the GEMM floor of those passes: the input projection (G·H × 32 × T·B), per step the
+    // recurrent product forward (G·H × 128 × 16) and W_hhᵀ backward (128 × G·H × 16)
+    for gates in [1usize, 3, 4] {
+        let gh = gates * 128;
+        let mut rng = stream(5, &[gates as u64]);
+        let w = gaussian(gh, 128, 0.1, &mut rng);
+        let w_t = w.transpose();
+        let w_ih = gaussian(gh, 32, 0.1, &mut rng);
+        let hs = gaussian(128, 16 * 100, 1.0, &mut rng);
+        let ds = gaussian(gh, 16 * 100, 1.0, &mut rng);
+        let mut p = DMatrix::<f64>::zeros(gh, 16 * 100);
+        let mut dh = DMatrix::<f64>::zeros(128, 16);
+        c.bench_function(
+            &format!("GEMM floor of the pass, {gates} gate block(s)"),
+            |b| {
+                b.iter(|| {
+                    gemm(
+                        MatMut::from(&mut p),
+                        false,
+                        Op::N(MatRef::from(&w_ih)),
+                        Op::N(MatRef::from(&xs)),
+                    );
+                    for t in 0..100 {
+                        let h_t = MatRef::from(&hs).col_block(t * 16, 16);
+                        let d_t = MatRef::from(&ds).col_block(t * 16, 16);
+                        gemm(
+                            MatMut::from(&mut p).col_block(t * 16, 16),
+                            true,
+                            Op::N(MatRef::from(&w)),
+                            Op::N(h_t),
+                        );
+                        gemm(
+                            MatMut::from(&mut dh),
+                            false,
+                            Op::N(MatRef::from(&w_t)),
+                            Op::N(d_t),
+                        );
+                    }
+                    black_box(&dh);
+                })
+            },
+        );
+    }
     // eigenvalue solvers over 16 matrices (iteration counts vary from matrix to matrix)
     let set: Vec<_> = (0..16)
         .map(|i| Ensemble::Gaussian.draw(128, &mut stream(4, &[i])))
