@@ -51,6 +51,13 @@ pub struct DenseWorkspace<T: RealField + Copy, W> {
     d_y: DMatrix<T>,
 }
 
+impl<T: RealField + Copy, W> list::LayerWorkspaces for DenseWorkspace<T, W> {
+    type Layer = W;
+    fn layers(&self) -> &[W] {
+        &self.layers
+    }
+}
+
 impl<T: RealField + Copy, W> Default for DenseWorkspace<T, W> {
     fn default() -> Self {
         let e = || DMatrix::zeros(0, 0);
@@ -69,45 +76,7 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Dense<L> {
     fn name(&self) -> String {
         format!("dense {}x {}", self.layers.len(), self.layers[0].name())
     }
-    fn input_size(&self) -> usize {
-        self.layers[0].input_size()
-    }
-    fn output_size(&self) -> usize {
-        self.layers.last().unwrap().output_size()
-    }
-    fn state_sizes(&self) -> Vec<usize> {
-        list::state_sizes(&self.layers)
-    }
-    fn state_labels(&self, _layer: usize) -> Vec<String> {
-        list::state_labels(&self.layers)
-    }
-    fn state_blocks(&self) -> Vec<&'static str> {
-        self.layers[0].state_blocks()
-    }
-    fn state_block_rows(&self) -> usize {
-        self.layers[0].state_block_rows()
-    }
-    fn param_names(&self, _layer: usize) -> Vec<String> {
-        list::param_names(&self.layers)
-    }
-    fn params(&self) -> Vec<&DMatrix<T>> {
-        list::params(&self.layers)
-    }
-    fn params_mut(&mut self) -> Vec<&mut DMatrix<T>> {
-        list::params_mut(&mut self.layers)
-    }
-    fn state_count(&self) -> usize {
-        list::state_count(&self.layers)
-    }
-    fn param_tensors(&self) -> usize {
-        list::param_tensors(&self.layers)
-    }
-    fn for_each_param(&self, f: &mut dyn FnMut(&DMatrix<T>)) {
-        list::for_each_param(&self.layers, f);
-    }
-    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut DMatrix<T>)) {
-        list::for_each_param_mut(&mut self.layers, f);
-    }
+    super::delegate_to_layers!();
 
     fn forward_slab(
         &self,
@@ -115,13 +84,7 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Dense<L> {
         s0: &[MatRef<'_, T>],
         ws: &mut Self::Workspace,
     ) -> Result<(), BpttError> {
-        if s0.len() != self.state_count() {
-            return Err(BpttError::Invalid(format!(
-                "{} initial states given, the network has {}",
-                s0.len(),
-                self.state_count()
-            )));
-        }
+        super::check_state_count(s0.len(), self.state_count())?;
         let d = self.input_size();
         let cols = x.columns();
         let rows = d + self.layers.iter().map(|l| l.output_size()).sum::<usize>();
@@ -156,10 +119,6 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Dense<L> {
     fn outputs<'a>(&self, ws: &'a Self::Workspace) -> MatRef<'a, T> {
         let top = self.layers.len() - 1;
         self.layers[top].outputs(&ws.layers[top])
-    }
-    fn final_state<'a>(&self, ws: &'a Self::Workspace, i: usize) -> MatRef<'a, T> {
-        let (l, j) = list::locate(&self.layers, i, |l| l.state_count());
-        self.layers[l].final_state(&ws.layers[l], j)
     }
 
     fn backward_slab(
@@ -209,17 +168,5 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Dense<L> {
     }
     fn d_input<'a>(&self, ws: &'a Self::Workspace) -> MatRef<'a, T> {
         MatRef::from(&ws.d_features).row_block(0, self.input_size())
-    }
-    fn d_initial<'a>(&self, ws: &'a Self::Workspace, i: usize) -> MatRef<'a, T> {
-        let (l, j) = list::locate(&self.layers, i, |l| l.state_count());
-        self.layers[l].d_initial(&ws.layers[l], j)
-    }
-
-    fn kink_pattern(&self, ws: &Self::Workspace, out: &mut Vec<bool>) {
-        list::kink_pattern(&self.layers, &ws.layers, out);
-    }
-
-    fn conditioning(&self, ws: &Self::Workspace) -> f64 {
-        list::conditioning(&self.layers, &ws.layers)
     }
 }

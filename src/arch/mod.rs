@@ -193,6 +193,78 @@ pub trait SeqLayer<T: RealField + Copy>: Clone + Send + Sync {
     }
 }
 
+/// The [`SeqLayer`] methods a depth wrapper ([`Stacked`], [`Dense`]) delegates to its list of
+/// layers `self.layers`: sizes, states, names and parameters are the layers' in order.
+macro_rules! delegate_to_layers {
+    () => {
+        fn input_size(&self) -> usize {
+            self.layers[0].input_size()
+        }
+        fn output_size(&self) -> usize {
+            self.layers.last().unwrap().output_size()
+        }
+        fn state_sizes(&self) -> Vec<usize> {
+            list::state_sizes(&self.layers)
+        }
+        fn state_labels(&self, _layer: usize) -> Vec<String> {
+            list::state_labels(&self.layers)
+        }
+        fn state_blocks(&self) -> Vec<&'static str> {
+            self.layers[0].state_blocks()
+        }
+        fn state_block_rows(&self) -> usize {
+            self.layers[0].state_block_rows()
+        }
+        fn param_names(&self, _layer: usize) -> Vec<String> {
+            list::param_names(&self.layers)
+        }
+        fn params(&self) -> Vec<&DMatrix<T>> {
+            list::params(&self.layers)
+        }
+        fn params_mut(&mut self) -> Vec<&mut DMatrix<T>> {
+            list::params_mut(&mut self.layers)
+        }
+        fn state_count(&self) -> usize {
+            list::state_count(&self.layers)
+        }
+        fn param_tensors(&self) -> usize {
+            list::param_tensors(&self.layers)
+        }
+        fn for_each_param(&self, f: &mut dyn FnMut(&DMatrix<T>)) {
+            list::for_each_param(&self.layers, f);
+        }
+        fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut DMatrix<T>)) {
+            list::for_each_param_mut(&mut self.layers, f);
+        }
+        fn final_state<'a>(&self, ws: &'a Self::Workspace, i: usize) -> MatRef<'a, T> {
+            let (l, j) = list::locate(&self.layers, i, |l| l.state_count());
+            self.layers[l].final_state(list::layer_workspace(ws, l), j)
+        }
+        fn d_initial<'a>(&self, ws: &'a Self::Workspace, i: usize) -> MatRef<'a, T> {
+            let (l, j) = list::locate(&self.layers, i, |l| l.state_count());
+            self.layers[l].d_initial(list::layer_workspace(ws, l), j)
+        }
+        fn kink_pattern(&self, ws: &Self::Workspace, out: &mut Vec<bool>) {
+            list::kink_pattern(&self.layers, list::layer_workspaces(ws), out);
+        }
+        fn conditioning(&self, ws: &Self::Workspace) -> f64 {
+            list::conditioning(&self.layers, list::layer_workspaces(ws))
+        }
+    };
+}
+pub(crate) use delegate_to_layers;
+
+/// An error unless `got` initial states were given for a network of `expected`.
+pub(crate) fn check_state_count(got: usize, expected: usize) -> Result<(), BpttError> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(BpttError::Invalid(format!(
+            "{got} initial states given, the network has {expected}"
+        )))
+    }
+}
+
 /// The plumbing shared by the depth wrappers ([`Stacked`], [`Dense`]): a list of layers whose
 /// states, names and parameters are the layers' in order, layer i named with `_l{i}`.
 pub(crate) mod list {
@@ -244,6 +316,25 @@ pub(crate) mod list {
     ) {
         for l in layers {
             l.for_each_param_mut(f);
+        }
+    }
+    /// The per-layer workspaces of a depth wrapper's workspace.
+    pub fn layer_workspaces<W: LayerWorkspaces>(ws: &W) -> &[W::Layer] {
+        ws.layers()
+    }
+    /// Layer `l`'s workspace.
+    pub fn layer_workspace<W: LayerWorkspaces>(ws: &W, l: usize) -> &W::Layer {
+        &ws.layers()[l]
+    }
+    /// A depth wrapper's workspace: one workspace per layer (and maybe more).
+    pub trait LayerWorkspaces {
+        type Layer;
+        fn layers(&self) -> &[Self::Layer];
+    }
+    impl<W> LayerWorkspaces for Vec<W> {
+        type Layer = W;
+        fn layers(&self) -> &[W] {
+            self
         }
     }
     /// Which layer holds entry `i` of the end-to-end list counted by `count`, and its index
@@ -379,13 +470,7 @@ pub(crate) fn check_states<T: RealField + Copy>(
     s0: &[DMatrix<T>],
     batch: usize,
 ) -> Result<(), BpttError> {
-    if s0.len() != sizes.len() {
-        return Err(BpttError::Invalid(format!(
-            "{} initial states given, the network has {}",
-            s0.len(),
-            sizes.len()
-        )));
-    }
+    check_state_count(s0.len(), sizes.len())?;
     for (i, (s, &rows)) in s0.iter().zip(sizes).enumerate() {
         crate::error::check_shape(|| format!("s0[{i}]"), s, rows, batch)?;
     }
@@ -484,13 +569,7 @@ impl<T: RealField + Copy> CellWorkspace<T> {
 
 /// Check a slab pass's initial states: one per state, each `S_i × B`.
 pub(crate) fn check_views<T: Copy>(sizes: &[usize], s0: &[MatRef<'_, T>]) -> Result<(), BpttError> {
-    if s0.len() != sizes.len() {
-        return Err(BpttError::Invalid(format!(
-            "{} initial states given, the network has {}",
-            s0.len(),
-            sizes.len()
-        )));
-    }
+    check_state_count(s0.len(), sizes.len())?;
     let batch = s0.first().map_or(0, |s| s.cols());
     for (i, (s, &rows)) in s0.iter().zip(sizes).enumerate() {
         if (s.rows(), s.cols()) != (rows, batch) {
@@ -562,12 +641,7 @@ impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Unidirectional<C> {
         s0: &[MatRef<'_, T>],
         ws: &mut Self::Workspace,
     ) -> Result<(), BpttError> {
-        if s0.len() != 1 {
-            return Err(BpttError::Invalid(format!(
-                "{} initial states given, the layer has 1",
-                s0.len()
-            )));
-        }
+        check_state_count(s0.len(), 1)?;
         ws.forward(&self.cell, x, s0[0])
     }
     fn outputs<'a>(&self, ws: &'a Self::Workspace) -> MatRef<'a, T> {

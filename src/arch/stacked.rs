@@ -85,45 +85,7 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Stacked<L> {
     fn name(&self) -> String {
         format!("{}x {}", self.layers.len(), self.layers[0].name())
     }
-    fn input_size(&self) -> usize {
-        self.layers[0].input_size()
-    }
-    fn output_size(&self) -> usize {
-        self.layers.last().unwrap().output_size()
-    }
-    fn state_sizes(&self) -> Vec<usize> {
-        list::state_sizes(&self.layers)
-    }
-    fn state_labels(&self, _layer: usize) -> Vec<String> {
-        list::state_labels(&self.layers)
-    }
-    fn state_blocks(&self) -> Vec<&'static str> {
-        self.layers[0].state_blocks()
-    }
-    fn state_block_rows(&self) -> usize {
-        self.layers[0].state_block_rows()
-    }
-    fn param_names(&self, _layer: usize) -> Vec<String> {
-        list::param_names(&self.layers)
-    }
-    fn params(&self) -> Vec<&DMatrix<T>> {
-        list::params(&self.layers)
-    }
-    fn params_mut(&mut self) -> Vec<&mut DMatrix<T>> {
-        list::params_mut(&mut self.layers)
-    }
-    fn state_count(&self) -> usize {
-        list::state_count(&self.layers)
-    }
-    fn param_tensors(&self) -> usize {
-        list::param_tensors(&self.layers)
-    }
-    fn for_each_param(&self, f: &mut dyn FnMut(&DMatrix<T>)) {
-        list::for_each_param(&self.layers, f);
-    }
-    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut DMatrix<T>)) {
-        list::for_each_param_mut(&mut self.layers, f);
-    }
+    super::delegate_to_layers!();
 
     fn forward_slab(
         &self,
@@ -131,13 +93,7 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Stacked<L> {
         s0: &[MatRef<'_, T>],
         ws: &mut Self::Workspace,
     ) -> Result<(), BpttError> {
-        if s0.len() != self.state_count() {
-            return Err(BpttError::Invalid(format!(
-                "{} initial states given, the network has {}",
-                s0.len(),
-                self.state_count()
-            )));
-        }
+        super::check_state_count(s0.len(), self.state_count())?;
         ws.resize_with(self.layers.len(), Default::default);
         for (l, layer) in self.layers.iter().enumerate() {
             // layer l reads layer l − 1's outputs
@@ -154,10 +110,6 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Stacked<L> {
     fn outputs<'a>(&self, ws: &'a Self::Workspace) -> MatRef<'a, T> {
         let top = self.layers.len() - 1;
         self.layers[top].outputs(&ws[top])
-    }
-    fn final_state<'a>(&self, ws: &'a Self::Workspace, i: usize) -> MatRef<'a, T> {
-        let (l, j) = list::locate(&self.layers, i, |l| l.state_count());
-        self.layers[l].final_state(&ws[l], j)
     }
 
     fn backward_slab(
@@ -197,17 +149,5 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Stacked<L> {
     }
     fn d_input<'a>(&self, ws: &'a Self::Workspace) -> MatRef<'a, T> {
         self.layers[0].d_input(&ws[0])
-    }
-    fn d_initial<'a>(&self, ws: &'a Self::Workspace, i: usize) -> MatRef<'a, T> {
-        let (l, j) = list::locate(&self.layers, i, |l| l.state_count());
-        self.layers[l].d_initial(&ws[l], j)
-    }
-
-    fn kink_pattern(&self, ws: &Self::Workspace, out: &mut Vec<bool>) {
-        list::kink_pattern(&self.layers, ws, out);
-    }
-
-    fn conditioning(&self, ws: &Self::Workspace) -> f64 {
-        list::conditioning(&self.layers, ws)
     }
 }
