@@ -58,6 +58,36 @@ use crate::readout::{BIAS, WEIGHT, softmax_cross_entropy_into};
 use crate::train::{SAFETY_NORM, SAFETY_SHRINK};
 use crate::{BpttError, NetworkModel, Params};
 
+/// The scalar a run trains in, chosen at run time (`--dtype f32|f64`): a binary matches on it
+/// and instantiates the generic [`Trainer`] with `f32` or `f64`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Dtype {
+    F32,
+    F64,
+}
+
+impl std::str::FromStr for Dtype {
+    type Err = BpttError;
+    fn from_str(s: &str) -> Result<Self, BpttError> {
+        match s {
+            "f32" | "float32" => Ok(Dtype::F32),
+            "f64" | "float64" => Ok(Dtype::F64),
+            _ => Err(BpttError::Invalid(format!(
+                "unknown dtype '{s}' (expected f32 or f64)"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Dtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Dtype::F32 => "f32",
+            Dtype::F64 => "f64",
+        })
+    }
+}
+
 /// Where the readout reads the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum ReadoutAt {
@@ -414,7 +444,8 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
         Ok(loss)
     }
 
-    /// The loss on `batch` (forward only; the carried state advances as in training).
+    /// The loss on `batch` (forward only). With [`Config::carry_state`] the carried state
+    /// advances as in training: evaluate a validation stream with a trainer of its own.
     pub fn loss(
         &mut self,
         model: &NetworkModel<T, N>,

@@ -499,6 +499,16 @@ fn the_safety_net_shrinks_the_recurrent_matrices() {
 }
 
 #[test]
+fn dtypes_parse_and_print() {
+    use bptt::trainer::Dtype;
+    for (s, d) in [("f32", Dtype::F32), ("float64", Dtype::F64)] {
+        assert_eq!(s.parse::<Dtype>().unwrap(), d);
+    }
+    assert_eq!(Dtype::F32.to_string(), "f32");
+    assert!("f16".parse::<Dtype>().is_err());
+}
+
+#[test]
 fn bad_batches_are_errors() {
     let (a, ..) = networks(10);
     let mut m = a;
