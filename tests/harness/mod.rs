@@ -357,6 +357,20 @@ pub fn check_adjoint<C: bptt::cell::Rescalar<f64>>(
     Ok(())
 }
 
+/// f32 gradients (the same generic code: faer's SGEMM, the widened activations) against f64:
+/// relative error of every parameter gradient below 1e-4 and above 1e-10 (not exact: it ran
+/// in f32).
+pub fn check_f32<C: bptt::cell::Rescalar<f64>>(
+    case: &Case,
+    make: impl MakeCell<C>,
+) -> Result<(), TestCaseError> {
+    let p = problem(case, make);
+    let e = bptt::oracle::f32_error_sequence(&p.model.cell, &p.xs, &p.s0, case.seed)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert!(e < 1e-4 && e > 1e-10, "{case:?}: f32 relative error {e:e}");
+    Ok(())
+}
+
 /// Richardson extrapolation: for a correct gradient, the analytic value lies within the error
 /// estimate of every non-kink entry, and the Taylor remainder shrinks at order ≈ 2 (smooth cells).
 pub fn check_richardson_and_taylor<C: Cell<f64>>(
@@ -536,12 +550,13 @@ macro_rules! register_cell {
             }
 
             #[test]
-            fn large_sizes_pass_the_adjoint_identity_linearity_and_batch_consistency() {
+            fn large_sizes_pass_the_adjoint_identity_linearity_batch_consistency_and_f32() {
                 for case in harness::large_cases() {
                     let checks = [
                         harness::check_adjoint(&case, $make),
                         harness::check_linearity(&case, $make),
                         harness::check_batch_consistency(&case, $make),
+                        harness::check_f32(&case, $make),
                     ];
                     for check in checks {
                         if let Err(e) = check {
