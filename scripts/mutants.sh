@@ -30,4 +30,4 @@ cargo mutants --no-shuffle --timeout 600 --profile mutants --output "${MUTANTS_O
   "$@" \
   -- --lib --test cells --test architectures --test gradcheck_api --test clipping \
      --test truncation --test vanilla --test gated --test pytorch_parity --test oracle \
-     --test training --test trainer --test tokens
+     --test training --test trainer --test tokens --test engine_errors
