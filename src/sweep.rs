@@ -298,25 +298,28 @@ pub fn run_matrix(
         .fold(0.0, f64::max);
 
     // the cell (kept in the workspace: no allocation per matrix) with this matrix's weights
+    // (`same_kind`: the kept cell is the one asked for, beyond its sizes)
     fn refill<C: Cell<f64>>(
         slot: &mut Option<C>,
         make: impl FnOnce() -> C,
-        fits: impl Fn(&C) -> bool,
+        same_kind: impl Fn(&C) -> bool,
         w_hh: &DMatrix<f64>,
         w_ih: &DMatrix<f64>,
     ) -> C {
-        let mut c = slot.take().filter(|c| fits(c)).unwrap_or_else(make);
+        let fits = |c: &C| {
+            (c.input_size(), c.hidden_size()) == (w_ih.ncols(), w_hh.ncols()) && same_kind(c)
+        };
+        let mut c = slot.take().filter(fits).unwrap_or_else(make);
         c.params_mut()[WEIGHT_HH].copy_from(w_hh);
         c.params_mut()[WEIGHT_IH].copy_from(w_ih);
         c
     }
-    let fits = |c: &dyn Fn() -> (usize, usize)| c() == (m, n);
     let (grad_norm, log10_grad_norm) = match cell {
         SweepCell::Rnn(act) => {
             let c = refill(
                 &mut ws.rnn,
                 || VanillaRnn::zeros(m, n, act),
-                |c| c.activation() == act && fits(&|| (c.input_size(), c.hidden_size())),
+                |c| c.activation() == act,
                 &w_hh,
                 &w_ih,
             );
@@ -326,13 +329,7 @@ pub fn run_matrix(
         }
         SweepCell::Lstm => {
             debug_assert_eq!(LstmGate::Output.rows(n).end, 4 * n);
-            let c = refill(
-                &mut ws.lstm,
-                || Lstm::zeros(m, n),
-                |c| fits(&|| (c.input_size(), c.hidden_size())),
-                &w_hh,
-                &w_ih,
-            );
+            let c = refill(&mut ws.lstm, || Lstm::zeros(m, n), |_| true, &w_hh, &w_ih);
             let r = ws.grad_norms(&c, &xs, v, batch);
             ws.lstm = Some(c);
             r
@@ -342,7 +339,7 @@ pub fn run_matrix(
             let c = refill(
                 &mut ws.gru,
                 || Gru::zeros(m, n, GruVariant::ResetAfter),
-                |c| fits(&|| (c.input_size(), c.hidden_size())),
+                |_| true,
                 &w_hh,
                 &w_ih,
             );

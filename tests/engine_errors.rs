@@ -28,6 +28,19 @@ fn recorded(c: &VanillaRnn<f64>) -> (DMatrix<f64>, Tape<f64>) {
     (x, tape)
 }
 
+/// `engine::backward` with full BPTT.
+fn back<C: Cell<f64>>(
+    c: &C,
+    x: Inputs<'_, f64>,
+    tape: &mut Tape<f64>,
+    up: &Upstream<'_, f64>,
+    want: Want,
+    grads: Option<&mut [DMatrix<f64>]>,
+    dx: Option<&mut DMatrix<f64>>,
+) -> Result<(), bptt::BpttError> {
+    engine::backward(c, x, tape, up, Truncation::Full, want, grads, dx)
+}
+
 #[test]
 fn forward_rejects_each_bad_shape_alone() {
     let c = cell();
@@ -75,12 +88,11 @@ fn backward_rejects_a_tape_of_other_inputs_or_another_cell() {
     let up = Upstream::default();
     // inputs with another number of columns than the tape's
     let x_short = DMatrix::zeros(3, 8);
-    let e = engine::backward(
+    let e = back(
         &c,
         Inputs::Dense(MatRef::from(&x_short)),
         &mut tape,
         &up,
-        Truncation::Full,
         Want::PARAMS,
         Some(grads.as_mut_slice()),
         None,
@@ -89,12 +101,11 @@ fn backward_rejects_a_tape_of_other_inputs_or_another_cell() {
     // the same inputs, but a cell whose tape has other rows (an LSTM of the same sizes)
     let lstm = Lstm::<f64>::pytorch_init(3, 4, &mut stream(3, &[]));
     let mut lstm_grads = lstm.params().zeros_like();
-    let e = engine::backward(
+    let e = back(
         &lstm,
         Inputs::Dense(MatRef::from(&x)),
         &mut tape,
         &up,
-        Truncation::Full,
         Want::PARAMS,
         Some(lstm_grads.as_mut_slice()),
         None,
@@ -102,12 +113,11 @@ fn backward_rejects_a_tape_of_other_inputs_or_another_cell() {
     assert!(e.unwrap_err().to_string().contains("not recorded"));
     // and the right ones work
     assert!(
-        engine::backward(
+        back(
             &c,
             Inputs::Dense(MatRef::from(&x)),
             &mut tape,
             &up,
-            Truncation::Full,
             Want::PARAMS,
             Some(grads.as_mut_slice()),
             None
@@ -150,12 +160,11 @@ fn backward_rejects_upstream_gradients_of_the_wrong_shape() {
         ),
     ];
     for (name, up) in &ups {
-        let e = engine::backward(
+        let e = back(
             &c,
             Inputs::Dense(MatRef::from(&x)),
             &mut tape,
             up,
-            Truncation::Full,
             Want::PARAMS,
             Some(grads.as_mut_slice()),
             None,
@@ -173,27 +182,14 @@ fn backward_needs_a_place_for_each_wanted_gradient() {
     let mut dx = DMatrix::zeros(0, 0);
     let x = Inputs::Dense(MatRef::from(&x));
     // parameter gradients wanted, nowhere to put them (input gradients not wanted)
-    assert!(
-        engine::backward(
-            &c,
-            x,
-            &mut tape,
-            &up,
-            Truncation::Full,
-            Want::PARAMS,
-            None,
-            None
-        )
-        .is_err()
-    );
+    assert!(back(&c, x, &mut tape, &up, Want::PARAMS, None, None).is_err());
     // input gradients wanted, no dx (parameter gradients have their place)
     assert!(
-        engine::backward(
+        back(
             &c,
             x,
             &mut tape,
             &up,
-            Truncation::Full,
             Want::ALL,
             Some(grads.as_mut_slice()),
             None
@@ -202,12 +198,11 @@ fn backward_needs_a_place_for_each_wanted_gradient() {
     );
     // both given: fine
     assert!(
-        engine::backward(
+        back(
             &c,
             x,
             &mut tape,
             &up,
-            Truncation::Full,
             Want::ALL,
             Some(grads.as_mut_slice()),
             Some(&mut dx)
