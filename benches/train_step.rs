@@ -5,12 +5,10 @@
 //! (lr 0.01). Inputs are generated once, outside the timed loop (as in the peer).
 //! `cargo bench --bench train_step`.
 
-use bptt::Cell;
-use bptt::optim::{Optimizer, OptimizerState};
 use bptt::pathological::{Algorithm, Hyper, Init};
 use bptt::rng::stream;
 use bptt::tasks::Task;
-use bptt::train::{Grads, Workspace};
+use bptt::trainer::Trainer;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn bench(c: &mut Criterion) {
@@ -23,13 +21,6 @@ fn bench(c: &mut Criterion) {
         .map(|_| task.generate(&mut rng, 20, 200).unwrap())
         .collect();
     let h = Hyper::default();
-    let mut ws = Workspace::default();
-    let mut grads = Grads::zeros_like(&model);
-    let mut opt = OptimizerState::new(
-        Optimizer::sgd(0.01),
-        &[model.cell.params(), model.readout.params()],
-    )
-    .unwrap();
     for (name, alg) in [
         ("train step sgd-c (H=50, T=200, B=20, f64)", Algorithm::SgdC),
         (
@@ -37,12 +28,12 @@ fn bench(c: &mut Criterion) {
             Algorithm::SgdCR,
         ),
     ] {
-        let rule = alg.rule(&h);
+        let mut ws = Trainer::new(&model, alg.config(task, &h)).unwrap();
         let mut i = 0;
         c.bench_function(name, |b| {
             b.iter(|| {
                 i += 1;
-                ws.update(&mut model, &batches[i % 16], &rule, &mut opt, &mut grads)
+                ws.update(&mut model, &batches[i % 16].for_trainer())
                     .unwrap()
             })
         });

@@ -20,7 +20,6 @@ use bptt::pathological::{
     self, ALL_ALGORITHMS, ALL_INITS, Algorithm, Hyper, Init, Outcome, RunSpec,
 };
 use bptt::tasks::Task;
-use bptt::train::Workspace;
 use clap::Parser;
 use rayon::prelude::*;
 
@@ -367,7 +366,7 @@ fn generalization(
     n: usize,
     seed: u64,
 ) -> Result<Vec<(usize, usize, usize)>, String> {
-    let mut ws = Workspace::default();
+    let mut ws = pathological::evaluator(&o.model, spec.task).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for (i, &len) in lengths.iter().enumerate() {
         let mut rng = spec.stream(seed, &[4, i as u64]);
@@ -381,13 +380,16 @@ fn generalization(
 fn save_model(dir: &Path, spec: &RunSpec, o: &Outcome, plan: &Plan) -> Result<(), String> {
     let mut meta = BTreeMap::new();
     meta.insert("run".to_string(), spec.id());
-    meta.insert("activation".into(), o.model.cell.activation().name().into());
+    meta.insert(
+        "activation".into(),
+        o.model.net.cell.activation().name().into(),
+    );
     meta.insert("updates".into(), o.updates.to_string());
     meta.insert("test_error".into(), o.test_error.to_string());
     meta.insert("seed".into(), plan.seed.to_string());
     let bytes = bptt::import::to_safetensors(
         &[
-            ("", o.model.cell.params(), "_l0"),
+            ("", o.model.net.cell.params(), "_l0"),
             ("readout.", o.model.readout.params(), ""),
         ],
         meta,

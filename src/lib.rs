@@ -62,7 +62,6 @@ pub mod sequence;
 pub mod spectral;
 pub mod sweep;
 pub mod tasks;
-pub mod train;
 pub mod trainer;
 
 pub use activation::Activation;

@@ -21,16 +21,12 @@
 //! above the bound). Derivation: `proofs/training.md`; the gradient is checked against finite
 //! differences of Ω with δ and h frozen by [`OmegaProblem`] and the gradient checker.
 
-use faer::{Accum, MatMut, MatRef, Par};
-use nalgebra::DMatrix;
+use nalgebra::{DMatrix, RealField};
 
 use crate::BpttError;
+use crate::engine::ensure;
+use crate::engine::mat::{MatMut, MatRef, Op, gemm, gemm_scaled};
 use crate::gradcheck::{Analytic, Checkable, Variable};
-
-/// A faer view of a nalgebra matrix (column-major and contiguous: no copy).
-fn view(m: &DMatrix<f64>) -> MatRef<'_, f64> {
-    MatRef::from_column_major_slice(m.as_slice(), m.nrows(), m.ncols())
-}
 
 /// The paper's bound on `‖δ_k‖²` below which a step is left out (its code's default).
 pub const DEFAULT_BOUND: f64 = 1e-20;
@@ -46,35 +42,46 @@ pub struct Omega {
 /// Ω for the frozen `u` (H × N, N = B·T columns `u_k` of every step and sequence) and
 /// `delta_sq` (N values `‖δ_k‖²`, same column order). With `grad = Some((g, α))`, adds
 /// `α·∂Ω/∂W_hh` (u, δ frozen) to `g` (H × H).
-pub fn penalty(
-    w_hh: &DMatrix<f64>,
-    u: &DMatrix<f64>,
-    delta_sq: &[f64],
+pub fn penalty<T: RealField + Copy>(
+    w_hh: &DMatrix<T>,
+    u: &DMatrix<T>,
+    delta_sq: &[T],
     bound: f64,
-    grad: Option<(&mut DMatrix<f64>, f64)>,
+    grad: Option<(&mut DMatrix<T>, f64)>,
 ) -> Result<Omega, BpttError> {
     penalty_with(&mut Scratch::default(), w_hh, u, delta_sq, bound, grad)
 }
 
 /// The buffers of [`penalty_with`], kept by a training loop so that Ω allocates nothing per
 /// update once warm.
-#[derive(Clone, Debug, Default)]
-pub struct Scratch {
+#[derive(Clone, Debug)]
+pub struct Scratch<T: RealField + Copy> {
     /// `G = W_hhᵀ U`, H × N.
-    g: DMatrix<f64>,
+    g: DMatrix<T>,
     /// `U diag(coef)`, H × N.
-    scaled: DMatrix<f64>,
-    coef: Vec<f64>,
+    scaled: DMatrix<T>,
+    coef: Vec<T>,
 }
 
-/// [`penalty`] over reusable buffers.
-pub fn penalty_with(
-    scratch: &mut Scratch,
-    w_hh: &DMatrix<f64>,
-    u: &DMatrix<f64>,
-    delta_sq: &[f64],
+impl<T: RealField + Copy> Default for Scratch<T> {
+    fn default() -> Self {
+        Scratch {
+            g: DMatrix::zeros(0, 0),
+            scaled: DMatrix::zeros(0, 0),
+            coef: Vec::new(),
+        }
+    }
+}
+
+/// [`penalty`] over reusable buffers. Any scalar: the sums are in `T`, the returned value and
+/// fraction in f64.
+pub fn penalty_with<T: RealField + Copy>(
+    scratch: &mut Scratch<T>,
+    w_hh: &DMatrix<T>,
+    u: &DMatrix<T>,
+    delta_sq: &[T],
     bound: f64,
-    grad: Option<(&mut DMatrix<f64>, f64)>,
+    grad: Option<(&mut DMatrix<T>, f64)>,
 ) -> Result<Omega, BpttError> {
     let (h, n) = u.shape();
     if w_hh.shape() != (h, h) || delta_sq.len() != n {
@@ -85,19 +92,26 @@ pub fn penalty_with(
             delta_sq.len()
         )));
     }
+    let c = |x: f64| -> T { nalgebra::convert(x) };
     // g_k = W_hhᵀ u_k for every column at once
     let Scratch { g, scaled, coef } = scratch;
-    crate::engine::ensure(g, h, n);
-    matmul(g, view(w_hh).transpose(), view(u), Accum::Replace, 1.0);
+    ensure(g, h, n);
+    gemm(
+        MatMut::from(&mut *g),
+        false,
+        Op::T(MatRef::from(w_hh)),
+        Op::N(MatRef::from(u)),
+    );
     coef.clear();
-    coef.resize(n, 0.0);
-    let (mut sum, mut used) = (0.0, 0usize);
+    coef.resize(n, T::zero());
+    let (bound_t, one, four) = (c(bound), T::one(), c(4.0));
+    let (mut sum, mut used) = (T::zero(), 0usize);
     for (j, &d2) in delta_sq.iter().enumerate() {
         // also leaves out non-finite δ (NaN fails the comparison)
-        if d2 >= bound && d2.is_finite() {
+        if d2 >= bound_t && d2.is_finite() {
             let r = g.column(j).norm_squared() / d2;
-            sum += (r - 1.0) * (r - 1.0);
-            coef[j] = 4.0 * (r - 1.0) / d2;
+            sum += (r - one) * (r - one);
+            coef[j] = four * (r - one) / d2;
             used += 1;
         }
     }
@@ -113,29 +127,28 @@ pub fn penalty_with(
             return Err(BpttError::shape("Ω gradient", (h, h), dw.shape()));
         }
         // ∂Ω/∂W_hh = (U diag(coef)) Gᵀ / M
-        crate::engine::ensure(scaled, h, n);
+        ensure(scaled, h, n);
         scaled.copy_from(u);
         for (mut col, c) in scaled.column_iter_mut().zip(coef.iter()) {
             col *= *c;
         }
-        matmul(dw, view(scaled), view(g).transpose(), Accum::Add, alpha / m);
+        gemm_scaled(
+            MatMut::from(dw),
+            true,
+            c(alpha / m),
+            Op::N(MatRef::from(&*scaled)),
+            Op::T(MatRef::from(&*g)),
+        );
     }
     Ok(Omega {
-        value: sum / m,
+        value: to_f64(sum / c(m)),
         used: m / n.max(1) as f64,
     })
 }
 
-fn matmul(dst: &mut DMatrix<f64>, a: MatRef<'_, f64>, b: MatRef<'_, f64>, acc: Accum, alpha: f64) {
-    let (r, c) = dst.shape();
-    faer::linalg::matmul::matmul(
-        MatMut::from_column_major_slice_mut(dst.as_mut_slice(), r, c),
-        acc,
-        a,
-        b,
-        alpha,
-        Par::Seq,
-    );
+/// A scalar's f64 value (f32 and f64 exactly; other scalars through their real part).
+fn to_f64<T: RealField + Copy>(x: T) -> f64 {
+    x.to_subset().unwrap_or(f64::NAN)
 }
 
 /// Ω as a function of `W_hh` alone, with `u` and `‖δ‖²` frozen: what [`crate::gradcheck`]
@@ -163,12 +176,11 @@ impl Checkable for OmegaProblem {
         // Ω is a mean of (r − 1)² with r a ratio of sums of H squares: its rounding scales with
         // the terms before cancellation, (r + 1)², times H
         let mut g = DMatrix::zeros(self.u.nrows(), self.u.ncols());
-        matmul(
-            &mut g,
-            view(&self.w_hh).transpose(),
-            view(&self.u),
-            Accum::Replace,
-            1.0,
+        gemm(
+            MatMut::from(&mut g),
+            false,
+            Op::T(MatRef::from(&self.w_hh)),
+            Op::N(MatRef::from(&self.u)),
         );
         let terms: Vec<f64> = self
             .delta_sq

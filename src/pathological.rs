@@ -14,13 +14,20 @@ use std::str::FromStr;
 use nalgebra::DMatrix;
 use rand_distr::{Distribution, StandardNormal};
 
+use crate::arch::Unidirectional;
 use crate::cells::vanilla::WEIGHT_HH;
-use crate::optim::{Optimizer, OptimizerState};
+use crate::optim::Optimizer;
 use crate::readout::{BIAS, WEIGHT};
 use crate::rng::{Rng, stream};
-use crate::tasks::{Batch, Task};
-use crate::train::{Grads, RnnModel, UpdateRecord, UpdateRule, Workspace};
-use crate::{Activation, BpttError, Cell, Model, Readout, VanillaRnn};
+use crate::tasks::{Batch, Target, Task};
+use crate::trainer::{self, OmegaRule, Record, Schedule, Trainer};
+use crate::{Activation, BpttError, Cell, NetworkModel, Readout, VanillaRnn};
+
+/// The model trained on the pathological tasks: one vanilla layer and a linear readout.
+pub type RnnModel = NetworkModel<f64, Unidirectional<VanillaRnn<f64>>>;
+
+/// The trainer of the pathological runs.
+pub type RnnTrainer = Trainer<f64, Unidirectional<VanillaRnn<f64>>>;
 
 /// Error rate below which a task counts as solved (on [`TEST_SEQUENCES`] fresh sequences).
 pub const SUCCESS_ERROR: f64 = 0.01;
@@ -87,7 +94,7 @@ impl Init {
         let mut readout = Readout::uniform(hidden, o, 0.0, rng);
         readout.params_mut()[WEIGHT] = normal(o, hidden, sd, rng);
         readout.params_mut()[BIAS].fill(0.0);
-        Model::new(cell, readout)
+        NetworkModel::new(Unidirectional::new(cell), readout)
     }
 }
 
@@ -160,19 +167,25 @@ impl Algorithm {
             Algorithm::SgdCR => "sgd-cr",
         }
     }
-    /// The update rule of this algorithm under the run's hyper-parameters.
-    pub fn rule(self, h: &Hyper) -> UpdateRule {
+    /// The trainer's configuration of this algorithm on `task` under the run's
+    /// hyper-parameters: SGD-C and SGD-CR clip at `h.clip` with the safety net, SGD-CR adds
+    /// `α·∂Ω/∂W_hh`.
+    #[must_use]
+    pub fn config(self, task: Task, h: &Hyper) -> trainer::Config {
         let clipping = self != Algorithm::Sgd;
-        UpdateRule {
+        let (readout_at, loss) = task.readout();
+        trainer::Config {
+            readout_at,
+            loss,
+            optimizer: h.optimizer,
+            schedule: Schedule::Constant,
             clip: clipping.then_some(h.clip),
-            alpha: if self == Algorithm::SgdCR {
-                h.alpha
-            } else {
-                0.0
-            },
-            omega_bound: h.omega_bound,
             safety_net: clipping,
-            measure_omega: false,
+            carry_state: false,
+            omega: (self == Algorithm::SgdCR).then_some(OmegaRule {
+                alpha: h.alpha,
+                bound: h.omega_bound,
+            }),
         }
     }
 }
@@ -283,7 +296,7 @@ impl RunSpec {
 pub struct CurvePoint {
     /// Updates done (1-based: the record of update `update`).
     pub update: u64,
-    pub record: UpdateRecord,
+    pub record: Record,
     /// Largest gradient norm since the previous point (explosions between logged updates).
     pub max_grad_norm: f64,
     /// Updates clipped / caught by the safety net since the previous point.
@@ -306,10 +319,67 @@ pub struct Outcome {
     pub curve: Vec<CurvePoint>,
 }
 
+/// Numbers a chunk of an evaluation keeps in the trainer's workspace (≈ 32 MB in f64):
+/// sequences of any length are evaluated chunk by chunk with the state carried.
+const EVAL_ENTRIES: usize = 1 << 22;
+
+/// The number of sequences of `batch` that `model` gets wrong (see
+/// [`crate::tasks::count_errors`]), evaluated without keeping the whole history (any length).
+pub fn count_errors(
+    trainer: &mut RnnTrainer,
+    model: &RnnModel,
+    batch: &Batch,
+) -> Result<usize, BpttError> {
+    let (steps, bsz) = (batch.steps, batch.batch);
+    let outputs = model.readout.params()[WEIGHT].nrows();
+    if let Target::Value(v) = &batch.target
+        && v.nrows() != outputs
+    {
+        return Err(BpttError::shape(
+            "regression targets",
+            (outputs, bsz),
+            v.shape(),
+        ));
+    }
+    let cell = &model.net.cell;
+    // a chunk's tape holds about EVAL_ENTRIES numbers
+    let per_step = (cell.tape_rows() + cell.state_size()) * bsz;
+    let chunk = (EVAL_ENTRIES / per_step.max(1)).clamp(1, steps.max(1));
+    let mut wrong = vec![false; bsz];
+    let mut at_last = 0;
+    let inputs = batch.for_trainer().inputs;
+    trainer.predict(model, inputs, bsz, chunk, &mut |t, y| match &batch.target {
+        Target::ClassEveryStep(c) => {
+            let classes = &c[t * bsz..(t + 1) * bsz];
+            for (b, w) in wrong.iter_mut().enumerate() {
+                *w |= crate::tasks::argmax(y.column(b)) != classes[b];
+            }
+        }
+        target => at_last = crate::tasks::count_errors(target, y, bsz),
+    })?;
+    Ok(match batch.target {
+        Target::ClassEveryStep(_) => wrong.iter().filter(|&&w| w).count(),
+        _ => at_last,
+    })
+}
+
+/// A trainer that only evaluates `model` on `task` (its readout placement; no update rule).
+pub fn evaluator(model: &RnnModel, task: Task) -> Result<RnnTrainer, BpttError> {
+    let (readout_at, loss) = task.readout();
+    Trainer::new(
+        model,
+        trainer::Config {
+            readout_at,
+            loss,
+            ..trainer::Config::default()
+        },
+    )
+}
+
 /// Error rate of `model` on `n` fresh sequences drawn (in batches of at most 1000) from
 /// `rng`, each batch of a length drawn by `length`.
 pub fn error_rate(
-    ws: &mut Workspace,
+    trainer: &mut RnnTrainer,
     model: &RnnModel,
     task: Task,
     n: usize,
@@ -322,7 +392,7 @@ pub fn error_rate(
         let b = (n - done).min(1000);
         let l = length(rng);
         let batch = task.generate(rng, b, l)?;
-        errors += ws.evaluate(model, &batch)?.0;
+        errors += count_errors(trainer, model, &batch)?;
         done += b;
     }
     Ok(errors as f64 / n as f64)
@@ -336,10 +406,7 @@ pub fn train(spec: &RunSpec, h: &Hyper, seed: u64) -> Result<Outcome, BpttError>
         .build(spec.task, h.hidden, &mut spec.stream(seed, &[0]))?;
     let mut data = spec.stream(seed, &[1]);
     let mut valid = spec.stream(seed, &[2]);
-    let mut ws = Workspace::default();
-    let mut grads = Grads::zeros_like(&model);
-    let mut opt = OptimizerState::new(h.optimizer, &[model.cell.params(), model.readout.params()])?;
-    let rule = spec.algorithm.rule(h);
+    let mut ws = Trainer::new(&model, spec.algorithm.config(spec.task, h))?;
     let mut curve = Vec::new();
     let (mut max_norm, mut clipped, mut safety) = (0.0f64, 0, 0);
     let mut diverged = false;
@@ -348,7 +415,7 @@ pub fn train(spec: &RunSpec, h: &Hyper, seed: u64) -> Result<Outcome, BpttError>
     while n < h.updates {
         let len = spec.draw_length(&mut data);
         let batch: Batch = spec.task.generate(&mut data, h.batch, len)?;
-        let rec = ws.update(&mut model, &batch, &rule, &mut opt, &mut grads)?;
+        let rec = ws.update(&mut model, &batch.for_trainer())?;
         n += 1;
         max_norm = if rec.grad_norm.is_nan() || max_norm.is_nan() {
             f64::NAN
@@ -357,7 +424,7 @@ pub fn train(spec: &RunSpec, h: &Hyper, seed: u64) -> Result<Outcome, BpttError>
         };
         clipped += rec.clipped as u64;
         safety += rec.safety as u64;
-        let finite = model.cell.params().is_finite() && model.readout.params().is_finite();
+        let finite = model.net.cell.params().is_finite() && model.readout.params().is_finite();
         let evaluate = n % h.eval_every == 0 || n == h.updates || !finite;
         if n % h.log_every == 0 || evaluate {
             let valid_error = if evaluate {
@@ -412,7 +479,7 @@ pub fn train(spec: &RunSpec, h: &Hyper, seed: u64) -> Result<Outcome, BpttError>
 /// The final test: [`TEST_SEQUENCES`] fresh sequences from the run's test stream (the same
 /// sequences whenever it is called).
 fn final_test(
-    ws: &mut Workspace,
+    ws: &mut RnnTrainer,
     model: &RnnModel,
     spec: &RunSpec,
     seed: u64,

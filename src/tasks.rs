@@ -121,6 +121,28 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// The batch as [`crate::trainer::Trainer`] reads it: one-hot inputs as token ids (a
+    /// gather, not a GEMM with one-hot columns), targets as views.
+    #[must_use]
+    pub fn for_trainer(&self) -> crate::trainer::Batch<'_, f64> {
+        use crate::engine::{self, MatRef};
+        use crate::trainer::Targets;
+        crate::trainer::Batch {
+            inputs: match &self.inputs {
+                Inputs::OneHot { dim, symbols } => engine::Inputs::Tokens {
+                    ids: symbols,
+                    vocab: *dim,
+                },
+                Inputs::Dense(x) => engine::Inputs::Dense(MatRef::from(x)),
+            },
+            batch: self.batch,
+            targets: match &self.target {
+                Target::Class(c) | Target::ClassEveryStep(c) => Targets::Classes(c),
+                Target::Value(v) => Targets::Values(MatRef::from(v)),
+            },
+        }
+    }
+
     /// The inputs as a list of T matrices `x_t` (D × B), for the generic (reference) code.
     pub fn xs(&self) -> Vec<DMatrix<f64>> {
         let dense = self.inputs.to_dense();
@@ -154,6 +176,22 @@ impl Task {
             Task::Addition | Task::Multiplication => 2,
             Task::Permutation => 100,
             Task::Memorization => MEMORY_VALUES + 2,
+        }
+    }
+
+    /// Where the readout reads the network and the loss it trains on (the [`Target`]s
+    /// [`Task::generate`] makes): softmax cross-entropy at the last step (temporal order,
+    /// 3-bit, permutation), squared error at the last step (addition, multiplication),
+    /// softmax cross-entropy at every step (memorization).
+    #[must_use]
+    pub fn readout(self) -> (crate::trainer::ReadoutAt, crate::trainer::Loss) {
+        use crate::trainer::{Loss, ReadoutAt};
+        match self {
+            Task::TemporalOrder | Task::TemporalOrder3Bit | Task::Permutation => {
+                (ReadoutAt::Last, Loss::SoftmaxCrossEntropy)
+            }
+            Task::Addition | Task::Multiplication => (ReadoutAt::Last, Loss::Mse),
+            Task::Memorization => (ReadoutAt::EveryStep, Loss::SoftmaxCrossEntropy),
         }
     }
 

@@ -50,13 +50,29 @@
 
 use nalgebra::{DMatrix, RealField};
 
+use nalgebra::DVectorView;
+
 use crate::arch::{LayerUpstream, SeqLayer};
 use crate::engine::mat::{add_to, row_sums};
 use crate::engine::{Inputs, MatMut, MatRef, Op, ensure, gemm};
+use crate::omega::{self, penalty_with};
 use crate::optim::Optimizer;
 use crate::readout::{BIAS, WEIGHT, softmax_cross_entropy_into};
-use crate::train::{SAFETY_NORM, SAFETY_SHRINK};
 use crate::{BpttError, NetworkModel, Params};
+
+/// The paper's safety net (its code, with clipping on): when the gradient norm is NaN, ∞ or
+/// above 1e10, the update uses `0.02·W_hh` as the gradient of every recurrent matrix and zero
+/// for every other parameter — it shrinks the recurrent matrices instead of applying a
+/// meaningless step.
+pub const SAFETY_NORM: f64 = 1e10;
+pub const SAFETY_SHRINK: f64 = 0.02;
+
+/// Whether the paper code's safety net takes over: a gradient norm that is NaN, ∞ or above
+/// [`SAFETY_NORM`] (its code: `isnan | isinf | norm < 0 | norm > 1e10`).
+#[must_use]
+pub fn safety_net_triggered(norm: f64) -> bool {
+    norm.is_nan() || norm > SAFETY_NORM
+}
 
 /// The scalar a run trains in, chosen at run time (`--dtype f32|f64`): a binary matches on it
 /// and instantiates the generic [`Trainer`] with `f32` or `f64`.
@@ -160,6 +176,18 @@ pub struct Config {
     /// Truncated BPTT over a stream: each batch starts from the previous batch's final states
     /// (detached; the first batch and [`Trainer::reset_state`] start from zero).
     pub carry_state: bool,
+    /// Pascanu's regulariser Ω (a single vanilla layer only); `None` for none.
+    pub omega: Option<OmegaRule>,
+}
+
+/// How an update uses Pascanu's Ω ([`crate::omega`]): `α·∂Ω/∂W_hh` (δ and h frozen, as in
+/// the paper's code) is added to `∂L/∂W_hh` before the norm, clipping and the safety net.
+/// α = 0 computes Ω (for learning curves) without using it.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct OmegaRule {
+    pub alpha: f64,
+    /// Bound on `‖δ_k‖²` below which a (step, sequence) pair is left out.
+    pub bound: f64,
 }
 
 impl Default for Config {
@@ -173,6 +201,7 @@ impl Default for Config {
             clip: Some(1.0),
             safety_net: false,
             carry_state: false,
+            omega: None,
         }
     }
 }
@@ -203,6 +232,8 @@ pub struct Record {
     pub safety: bool,
     /// The learning rate used.
     pub lr: f64,
+    /// Ω before the update (0 without [`Config::omega`]).
+    pub omega: f64,
 }
 
 /// The most states a network may have (layers × directions) — the initial-state views are
@@ -232,6 +263,11 @@ pub struct Trainer<T: RealField + Copy, N: SeqLayer<T>> {
     /// Which network tensors are recurrent matrices (the safety net's).
     recurrent: Vec<bool>,
     updates: u64,
+    /// Ω's inputs `‖δ_k‖²` (B·T) and buffers.
+    delta_sq: Vec<T>,
+    omega: omega::Scratch<T>,
+    /// The carried states of [`Trainer::predict`]'s chunks.
+    chunk_state: Vec<DMatrix<T>>,
 }
 
 impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
@@ -244,6 +280,20 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
             return Err(BpttError::Invalid(format!(
                 "the clipping threshold must be a positive finite number, got {c}"
             )));
+        }
+        let mut ws = N::Workspace::default();
+        if let Some(rule) = config.omega {
+            let usable = |v: f64| v >= 0.0 && v.is_finite();
+            if !(usable(rule.alpha) && usable(rule.bound)) {
+                return Err(BpttError::Invalid(format!(
+                    "Ω needs a finite α ≥ 0 and bound ≥ 0, got α = {}, bound = {}",
+                    rule.alpha, rule.bound
+                )));
+            }
+            // the backward pass keeps every ∂L/∂h_k for Ω
+            omega_cell(&model.net, &mut ws)?
+                .workspace
+                .record_state_grads = true;
         }
         if model.net.state_count() > MAX_STATES {
             return Err(BpttError::Invalid(format!(
@@ -272,7 +322,7 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
         let e = || DMatrix::zeros(0, 0);
         Ok(Trainer {
             config,
-            ws: N::Workspace::default(),
+            ws,
             state: Vec::new(),
             carried: false,
             y: e(),
@@ -285,6 +335,9 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
             v,
             recurrent,
             updates: 0,
+            delta_sq: Vec::new(),
+            omega: omega::Scratch::default(),
+            chunk_state: Vec::new(),
         })
     }
 
@@ -461,6 +514,10 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
         batch: &Batch<'_, T>,
     ) -> Result<Record, BpttError> {
         let loss = self.loss_and_grads(model, batch)?;
+        let omega = match self.config.omega {
+            Some(rule) => self.add_omega(&model.net, rule)?,
+            None => 0.0,
+        };
         let norm = self.grad_norm();
         let mut clipped = false;
         if let Some(threshold) = self.config.clip
@@ -477,7 +534,7 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
             }
             clipped = true;
         }
-        let safety = self.config.safety_net && (norm.is_nan() || norm > SAFETY_NORM);
+        let safety = self.config.safety_net && safety_net_triggered(norm);
         if safety {
             // the paper's code: g(W_hh) = 0.02·W_hh, every other gradient 0
             let shrink: T = nalgebra::convert(SAFETY_SHRINK);
@@ -535,7 +592,117 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
             clipped,
             safety,
             lr,
+            omega,
         })
+    }
+
+    /// After [`Self::loss_and_grads`] with [`Config::omega`]: Ω of the last pass, with
+    /// `α·∂Ω/∂W_hh` added to the gradient of `W_hh` when α ≠ 0.
+    fn add_omega(&mut self, net: &N, rule: OmegaRule) -> Result<f64, BpttError> {
+        let (delta_sq, scratch) = (&mut self.delta_sq, &mut self.omega);
+        let cell = omega_cell(net, &mut self.ws)?;
+        let (w_hh, index) = (cell.w_hh, cell.weight_hh);
+        let u = fill_delta_sq(cell, delta_sq);
+        let target = (rule.alpha != 0.0).then_some((&mut self.grads[index], rule.alpha));
+        Ok(penalty_with(scratch, w_hh, u, delta_sq, rule.bound, target)?.value)
+    }
+
+    /// Ω's inputs from the last [`Self::loss_and_grads`] of a trainer with [`Config::omega`]:
+    /// the frozen `u_k = σ'(a_k) ⊙ δ_k` (`H × T·B`, the engine's `∂L/∂a`) and `‖δ_k‖²`
+    /// (T·B values, same column order), `δ_k = ∂L/∂h_k`.
+    pub fn omega_inputs<'s>(
+        &'s mut self,
+        net: &'s N,
+    ) -> Result<(&'s DMatrix<T>, &'s [T]), BpttError> {
+        if self.config.omega.is_none() {
+            return Err(BpttError::Invalid(
+                "Ω's inputs are recorded only by a trainer configured with Ω".into(),
+            ));
+        }
+        let cell = omega_cell(net, &mut self.ws)?;
+        let u = fill_delta_sq(cell, &mut self.delta_sq);
+        Ok((u, &self.delta_sq))
+    }
+
+    /// The readout's outputs over `inputs` (B sequences of any length T) from zero states,
+    /// forward only, `chunk` steps at a time with the states carried from one chunk to the
+    /// next (the workspace holds `chunk` steps, not T). Calls `visit(t, Y_t)` with the
+    /// readout's `K × B` outputs at every step t = 0…T−1 ([`ReadoutAt::EveryStep`]) or at the
+    /// last step only ([`ReadoutAt::Last`]). The carried training state is left alone; the
+    /// workspace's last pass is overwritten. A network with a reverse direction
+    /// ([`SeqLayer::causal`] false) needs one chunk of all T steps.
+    pub fn predict(
+        &mut self,
+        model: &NetworkModel<T, N>,
+        inputs: Inputs<'_, T>,
+        batch: usize,
+        chunk: usize,
+        visit: &mut dyn FnMut(usize, &DMatrix<T>),
+    ) -> Result<(), BpttError> {
+        let net = &model.net;
+        let cols = inputs.columns();
+        if batch == 0 || cols == 0 || cols % batch != 0 || chunk == 0 {
+            return Err(BpttError::Invalid(format!(
+                "a prediction over {cols} columns needs T ≥ 1 steps of B = {batch} ≥ 1 \
+                 sequences and a chunk of ≥ 1 steps (got {chunk})"
+            )));
+        }
+        let steps = cols / batch;
+        if chunk < steps && !net.causal() {
+            return Err(BpttError::Invalid(format!(
+                "{} reads the whole sequence (a reverse direction): predict it in one chunk \
+                 of ≥ {steps} steps, not {chunk}",
+                net.name()
+            )));
+        }
+        if self.chunk_state.len() != net.state_count() {
+            self.chunk_state = net
+                .state_sizes()
+                .iter()
+                .map(|&r| DMatrix::zeros(r, batch))
+                .collect();
+        }
+        for s in &mut self.chunk_state {
+            ensure(s, s.nrows(), batch);
+            s.fill(T::zero());
+        }
+        let p = model.readout.params();
+        let mut t0 = 0;
+        while t0 < steps {
+            let len = chunk.min(steps - t0);
+            let x = inputs.col_block(t0 * batch, len * batch);
+            {
+                let empty = MatRef::new(&[], 0, 0, 1);
+                let mut views = [empty; MAX_STATES];
+                for (v, s) in views.iter_mut().zip(&self.chunk_state) {
+                    *v = MatRef::from(s);
+                }
+                net.forward_slab(x, &views[..self.chunk_state.len()], &mut self.ws)?;
+            }
+            let h = net.outputs(&self.ws);
+            let read = |t: usize| match self.config.readout_at {
+                ReadoutAt::EveryStep => true,
+                ReadoutAt::Last => t + 1 == steps,
+            };
+            for t in (t0..t0 + len).filter(|&t| read(t)) {
+                // Y_t = W_o H_t + b_o 1ᵀ
+                ensure(&mut self.y, p[WEIGHT].nrows(), batch);
+                MatMut::from(&mut self.y).fill_columns(p[BIAS].as_slice());
+                gemm(
+                    MatMut::from(&mut self.y),
+                    true,
+                    Op::N(MatRef::from(&p[WEIGHT])),
+                    Op::N(h.col_block((t - t0) * batch, batch)),
+                );
+                visit(t, &self.y);
+            }
+            // carry the chunk's final states into the next
+            for (i, s) in self.chunk_state.iter_mut().enumerate() {
+                MatMut::from(s).copy_from(net.final_state(&self.ws, i));
+            }
+            t0 += len;
+        }
+        Ok(())
     }
 
     /// The Euclidean norm of every gradient (network and readout), in f64, without overflow.
@@ -565,6 +732,40 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
     }
 }
 
+/// The network's one vanilla cell, or the error that Ω does not apply to it.
+fn omega_cell<'a, T: RealField + Copy, N: SeqLayer<T>>(
+    net: &'a N,
+    ws: &'a mut N::Workspace,
+) -> Result<crate::arch::OmegaCell<'a, T>, BpttError> {
+    net.omega_cell(ws).ok_or_else(|| {
+        BpttError::Invalid(format!(
+            "Pascanu's Ω is defined for a single vanilla RNN layer, not {}",
+            net.name()
+        ))
+    })
+}
+
+/// `‖δ_k‖²` per (step, sequence), k = 1..=T, column `(k−1)·B + b`, from the cell's recorded
+/// state gradients (its first H rows: `δ_k = ∂L/∂h_k`); returns Ω's `u` (the tape's `∂L/∂a`).
+fn fill_delta_sq<'a, T: RealField + Copy>(
+    cell: crate::arch::OmegaCell<'a, T>,
+    delta_sq: &mut Vec<T>,
+) -> &'a DMatrix<T> {
+    let hid = cell.w_hh.nrows();
+    let workspace: &'a crate::arch::CellWorkspace<T> = cell.workspace;
+    let tape = &workspace.tape;
+    let (steps, batch) = (tape.steps(), tape.batch());
+    delta_sq.resize(steps * batch, T::zero());
+    for k in 1..=steps {
+        let d = tape.d_state(k);
+        for b in 0..batch {
+            delta_sq[(k - 1) * batch + b] =
+                DVectorView::from_slice(&d.col(b)[..hid], hid).norm_squared();
+        }
+    }
+    tape.d_projection()
+}
+
 /// A scalar's f64 value (f32 and f64 exactly; other scalars through their real part).
 fn to_f64<T: RealField + Copy>(x: T) -> f64 {
     x.to_subset().unwrap_or(f64::NAN)
@@ -587,34 +788,49 @@ pub fn loss_into<T: RealField + Copy>(
             if (t.rows(), t.cols()) != y.shape() {
                 return Err(BpttError::shape("targets", y.shape(), (t.rows(), t.cols())));
             }
-            let inv_n: T = nalgebra::convert(1.0 / n as f64);
-            let two: T = nalgebra::convert(2.0);
+            let c = |x: f64| -> T { nalgebra::convert(x) };
+            let inv_n = c(1.0 / n as f64);
             let mut total = T::zero();
-            let mut dy = dy;
-            if let Some(d) = dy.as_deref_mut() {
-                ensure(d, y.nrows(), n);
-            }
-            for j in 0..n {
-                for i in 0..y.nrows() {
-                    let (yv, tv) = (y[(i, j)], t.at(i, j));
-                    let (l, g) = match loss {
-                        Loss::Mse => {
-                            let d = yv - tv;
-                            (d * d, two * d)
+            match (loss, dy) {
+                (Loss::Mse, Some(dy)) => {
+                    // dy = y − t first (its squared norm is the loss), then scaled in place
+                    ensure(dy, y.nrows(), n);
+                    for j in 0..n {
+                        for i in 0..y.nrows() {
+                            dy[(i, j)] = y[(i, j)] - t.at(i, j);
                         }
-                        // softplus(y) − t·y, stable for large |y|; ∂/∂y = σ(y) − t
-                        _ => {
-                            let sp = yv.max(T::zero()) + (T::one() + (-yv.abs()).exp()).ln();
-                            (sp - tv * yv, crate::activation::sigmoid(yv) - tv)
-                        }
-                    };
-                    total += l;
-                    if let Some(d) = dy.as_deref_mut() {
-                        d[(i, j)] = g * inv_n;
                     }
+                    total = dy.norm_squared() / c(n as f64);
+                    *dy *= c(2.0 / n as f64);
+                }
+                (Loss::Mse, None) => {
+                    for j in 0..n {
+                        for i in 0..y.nrows() {
+                            let d = y[(i, j)] - t.at(i, j);
+                            total += d * d;
+                        }
+                    }
+                    total /= c(n as f64);
+                }
+                (_, mut dy) => {
+                    if let Some(d) = dy.as_deref_mut() {
+                        ensure(d, y.nrows(), n);
+                    }
+                    for j in 0..n {
+                        for i in 0..y.nrows() {
+                            let (yv, tv) = (y[(i, j)], t.at(i, j));
+                            // softplus(y) − t·y, stable for large |y|; ∂/∂y = σ(y) − t
+                            let sp = yv.max(T::zero()) + (T::one() + (-yv.abs()).exp()).ln();
+                            total += sp - tv * yv;
+                            if let Some(d) = dy.as_deref_mut() {
+                                d[(i, j)] = (crate::activation::sigmoid(yv) - tv) * inv_n;
+                            }
+                        }
+                    }
+                    total *= inv_n;
                 }
             }
-            Ok(total * inv_n)
+            Ok(total)
         }
         (l, _) => Err(BpttError::Invalid(format!(
             "{l:?} needs {} targets",

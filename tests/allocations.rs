@@ -8,12 +8,11 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell as StdCell;
 
 use bptt::engine::{self, Inputs, MatRef, Tape, Upstream, Want};
-use bptt::optim::{Optimizer, OptimizerState};
-use bptt::pathological::Init;
+use bptt::optim::Optimizer;
+use bptt::pathological::{Algorithm, Hyper, Init};
 use bptt::rng::{stream, uniform_matrix};
 use bptt::sequence::Truncation;
 use bptt::tasks::Task;
-use bptt::train::{Grads, UpdateRule, Workspace};
 use bptt::{Activation, Cell, Gru, GruVariant, Lstm, VanillaRnn};
 use nalgebra::{DMatrix, DVector};
 
@@ -171,33 +170,23 @@ fn warm_training_update_allocates_nothing() {
     let mut model = Init::SmartTanh
         .build(task, 20, &mut stream(3, &[]))
         .unwrap();
-    let rule = UpdateRule {
-        clip: Some(1.0),
-        alpha: 2.0,
-        omega_bound: bptt::omega::DEFAULT_BOUND,
-        safety_net: true,
-        measure_omega: true,
-    };
-    let mut opt = OptimizerState::new(
-        Optimizer::Sgd {
+    let h = Hyper {
+        hidden: 20,
+        optimizer: Optimizer::Sgd {
             lr: 0.01,
             momentum: 0.9,
         },
-        &[model.cell.params(), model.readout.params()],
-    )
-    .unwrap();
-    let mut grads = Grads::zeros_like(&model);
-    let mut ws = Workspace::default();
+        ..Hyper::default()
+    };
+    let mut ws = bptt::trainer::Trainer::new(&model, Algorithm::SgdCR.config(task, &h)).unwrap();
     let mut counts = Vec::new();
     for length in [50, 200] {
         let batch = task
             .generate(&mut stream(4, &[length as u64]), 10, length)
             .unwrap();
-        ws.update(&mut model, &batch, &rule, &mut opt, &mut grads)
-            .unwrap();
+        ws.update(&mut model, &batch.for_trainer()).unwrap();
         let n = allocations(|| {
-            ws.update(&mut model, &batch, &rule, &mut opt, &mut grads)
-                .unwrap();
+            ws.update(&mut model, &batch.for_trainer()).unwrap();
         });
         counts.push(n);
     }

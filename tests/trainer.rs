@@ -558,3 +558,192 @@ fn bad_batches_are_errors() {
     };
     assert!(Trainer::new(&m, wrong).is_err());
 }
+
+#[test]
+fn chunked_prediction_equals_the_whole_forward_for_every_wrapper() {
+    // Trainer::predict carries the states from one chunk of steps to the next: for every
+    // causal wrapper, chunks of 1, 3 and T steps give the readout of the whole-sequence pass;
+    // a bidirectional network only whole (its reverse direction reads the future)
+    let (a, b, c, d) = networks(21);
+    fn check<N: SeqLayer<f64>>(what: &str, m: &NetworkModel<f64, N>) {
+        let (steps, batch) = (7, 3);
+        let data = data(&mut stream(22, &[]), steps, batch, 3, true);
+        let inputs = Inputs::Tokens {
+            ids: &data.ids,
+            vocab: VOCAB,
+        };
+        let s0: Vec<DMatrix<f64>> = m
+            .net
+            .state_sizes()
+            .iter()
+            .map(|&r| DMatrix::zeros(r, batch))
+            .collect();
+        let (outs, ..) = m.net.forward(&data.xs, &s0).unwrap();
+        for at in [ReadoutAt::EveryStep, ReadoutAt::Last] {
+            let cfg = Config {
+                readout_at: at,
+                ..Config::default()
+            };
+            let mut tr = Trainer::new(m, cfg).unwrap();
+            let chunks: &[usize] = if m.net.causal() {
+                &[1, 3, steps, 100]
+            } else {
+                let e = tr
+                    .predict(m, inputs, batch, steps - 1, &mut |_, _| ())
+                    .unwrap_err();
+                assert!(e.to_string().contains("reads the whole sequence"), "{e}");
+                &[steps, 100]
+            };
+            for &chunk in chunks {
+                let mut seen = Vec::new();
+                tr.predict(m, inputs, batch, chunk, &mut |t, y| {
+                    seen.push((t, y.clone()))
+                })
+                .unwrap();
+                let expect: Vec<usize> = match at {
+                    ReadoutAt::EveryStep => (0..steps).collect(),
+                    ReadoutAt::Last => vec![steps - 1],
+                };
+                assert_eq!(
+                    seen.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+                    expect,
+                    "{what}"
+                );
+                for (t, y) in &seen {
+                    let want = m.readout.forward(&outs[*t]);
+                    for (g, w) in y.iter().zip(want.iter()) {
+                        assert!(
+                            relative_eq!(*g, *w, epsilon = 1e-14, max_relative = 1e-12),
+                            "{what} {at:?} chunk {chunk} step {t}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+            assert!(tr.predict(m, inputs, batch, 0, &mut |_, _| ()).is_err());
+            assert!(tr.predict(m, inputs, 2, 3, &mut |_, _| ()).is_err());
+        }
+    }
+    check("lstm", &a);
+    check("2x bi-gru", &b);
+    check("res-lstm", &c);
+    check("dense rnn", &d);
+}
+
+#[test]
+fn omega_is_refused_for_networks_that_are_not_one_vanilla_layer() {
+    use bptt::trainer::OmegaRule;
+    let (lstm, _, _, dense) = networks(23);
+    let cfg = Config {
+        omega: Some(OmegaRule {
+            alpha: 2.0,
+            bound: 1e-20,
+        }),
+        ..Config::default()
+    };
+    for e in [
+        Trainer::new(&lstm, cfg).unwrap_err(),
+        Trainer::new(&dense, cfg).unwrap_err(),
+    ] {
+        assert!(e.to_string().contains("single vanilla RNN layer"), "{e}");
+    }
+    let rnn = NetworkModel::new(
+        Unidirectional::new(VanillaRnn::<f64>::pytorch_init(
+            VOCAB,
+            4,
+            Activation::Tanh,
+            &mut stream(24, &[]),
+        )),
+        Readout::uniform(4, 3, 0.5, &mut stream(25, &[])),
+    )
+    .unwrap();
+    for (alpha, bound) in [(-1.0, 1e-20), (f64::NAN, 1e-20), (1.0, f64::INFINITY)] {
+        let bad = Config {
+            omega: Some(OmegaRule { alpha, bound }),
+            ..Config::default()
+        };
+        let e = Trainer::new(&rnn, bad).unwrap_err();
+        assert!(e.to_string().contains("Ω needs a finite α"), "{e}");
+    }
+    // Ω's inputs exist only where Ω was configured
+    let mut plain = Trainer::new(&rnn, Config::default()).unwrap();
+    assert!(plain.omega_inputs(&rnn.net).is_err());
+}
+
+#[test]
+fn omega_training_in_f32_follows_f64() {
+    // SGD-CR (Ω with α = 2, clipping, the safety net) in both dtypes from the same weights
+    use bptt::trainer::OmegaRule;
+    let rng = &mut stream(26, &[]);
+    let cell = VanillaRnn::<f64>::pytorch_init(VOCAB, 6, Activation::Tanh, rng);
+    let readout = Readout::<f64>::uniform(6, 3, 0.5, rng);
+    let mut m64 = NetworkModel::new(Unidirectional::new(cell), readout).unwrap();
+    let to32 = |m: &DMatrix<f64>| m.map(|x| x as f32);
+    let params: Vec<DMatrix<f32>> = m64.net.params().into_iter().map(to32).collect();
+    let net32 = m64.net.rebuild(&mut params.into_iter());
+    let mut readout32 = Readout::<f32>::uniform(6, 3, 0.5, &mut stream(0, &[]));
+    for (dst, (_, src)) in readout32
+        .params_mut()
+        .tensors_mut()
+        .zip(m64.readout.params().iter())
+    {
+        *dst = to32(src);
+    }
+    let mut m32 = NetworkModel::new(net32, readout32).unwrap();
+    let cfg = Config {
+        safety_net: true,
+        optimizer: Optimizer::sgd(0.1),
+        omega: Some(OmegaRule {
+            alpha: 2.0,
+            bound: 1e-20,
+        }),
+        ..Config::default()
+    };
+    let (mut t32, mut t64) = (
+        Trainer::new(&m32, cfg).unwrap(),
+        Trainer::new(&m64, cfg).unwrap(),
+    );
+    for _ in 0..5 {
+        let d = data(rng, 9, 4, 3, false);
+        let (r32, r64) = (
+            t32.update(
+                &mut m32,
+                &Batch {
+                    inputs: Inputs::Tokens {
+                        ids: &d.ids,
+                        vocab: VOCAB,
+                    },
+                    batch: 4,
+                    targets: Targets::Classes(&d.classes),
+                },
+            )
+            .unwrap(),
+            t64.update(
+                &mut m64,
+                &Batch {
+                    inputs: Inputs::Tokens {
+                        ids: &d.ids,
+                        vocab: VOCAB,
+                    },
+                    batch: 4,
+                    targets: Targets::Classes(&d.classes),
+                },
+            )
+            .unwrap(),
+        );
+        assert!(r64.omega > 0.0);
+        assert!(
+            relative_eq!(r32.omega, r64.omega, epsilon = 1e-6, max_relative = 1e-4),
+            "Ω f32 {} vs f64 {}",
+            r32.omega,
+            r64.omega
+        );
+    }
+    for (a, b) in m32.net.params().iter().zip(m64.net.params()) {
+        for (x, y) in a.iter().zip(b.iter()) {
+            assert!(
+                relative_eq!(*x as f64, *y, epsilon = 1e-5, max_relative = 1e-4),
+                "f32 {x} vs f64 {y}"
+            );
+        }
+    }
+}

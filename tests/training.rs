@@ -7,17 +7,18 @@ use approx::relative_eq;
 use bptt::cell::Cell;
 use bptt::gradcheck::{self, Config, Verdict};
 use bptt::omega::{self, OmegaProblem};
-use bptt::optim::{Optimizer, OptimizerState};
-use bptt::pathological::{self, ALL_INITS, Algorithm, Hyper, Init, RunSpec};
+use bptt::optim::Optimizer;
+use bptt::pathological::{self, ALL_INITS, Algorithm, Hyper, Init, RnnModel, RnnTrainer, RunSpec};
 use bptt::rng::stream;
 use bptt::tasks::{ALL_TASKS, Batch, Inputs, MEMORY_LENGTH, Target, Task, count_errors};
-use bptt::train::{Grads, RnnModel, Workspace, safety_net_triggered};
-use bptt::{LossAt, Objective, Params, Targets, Truncation};
+use bptt::trainer::{Trainer, safety_net_triggered};
+use bptt::{LossAt, Model, Objective, Params, Targets, Truncation, VanillaRnn};
 use nalgebra::DMatrix;
 
 /// Every entry within 1e-12 relative, or 1e-12 of the tensor's largest entry.
-fn assert_params_close(what: &str, got: &Params<f64>, want: &Params<f64>, scale: f64) {
-    for ((name, g), (_, w)) in got.iter().zip(want.iter()) {
+fn assert_params_close(what: &str, got: &[DMatrix<f64>], want: &Params<f64>, scale: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: tensors");
+    for (g, (name, w)) in got.iter().zip(want.iter()) {
         let floor = 1e-12 * w.amax().max(f64::MIN_POSITIVE);
         for (a, b) in g.iter().zip(w.iter()) {
             let a = a * scale;
@@ -62,7 +63,7 @@ fn objective(batch: &Batch) -> (Objective<f64>, f64) {
 fn model(task: Task, init: Init, hidden: usize, seed: u64) -> RnnModel {
     let mut m = init.build(task, hidden, &mut stream(seed, &[1])).unwrap();
     let mut rng = stream(seed, &[2]);
-    for p in [m.cell.params_mut(), m.readout.params_mut()] {
+    for p in [m.net.cell.params_mut(), m.readout.params_mut()] {
         for t in p.tensors_mut() {
             *t += bptt::rng::uniform_matrix::<f64>(&mut rng, t.nrows(), t.ncols(), 0.4);
         }
@@ -74,33 +75,44 @@ fn check_kernel(task: Task, init: Init, hidden: usize, batch: usize, length: usi
     check_kernel_on(model(task, init, hidden, seed), task, batch, length, seed);
 }
 
+/// The generic per-step model (cell + readout) of the same weights: the reference.
+fn generic(m: &RnnModel) -> Model<f64, VanillaRnn<f64>> {
+    Model::new(m.net.cell.clone(), m.readout.clone()).unwrap()
+}
+
+/// The SGD-CR trainer of `task` (Ω's inputs recorded) with the paper's hyper-parameters.
+fn trainer(m: &RnnModel, task: Task) -> RnnTrainer {
+    Trainer::new(m, Algorithm::SgdCR.config(task, &Hyper::default())).unwrap()
+}
+
 fn check_kernel_on(m: RnnModel, task: Task, batch: usize, length: usize, seed: u64) {
-    let (init, hidden) = (m.cell.activation().name(), m.cell.hidden_size());
+    let (init, hidden) = (m.net.cell.activation().name(), m.net.cell.hidden_size());
     let b = task
         .generate(&mut stream(seed, &[3]), batch, length)
         .unwrap();
-    let mut ws = Workspace::default();
-    let mut grads = Grads::zeros_like(&m);
-    let loss = ws.loss_grads_and_omega_inputs(&m, &b, &mut grads).unwrap();
+    let mut ws = trainer(&m, task);
+    let loss = ws.loss_and_grads(&m, &b.for_trainer()).unwrap();
     let (obj, scale) = objective(&b);
     let h0 = DMatrix::zeros(hidden, batch);
-    let (want, g) = m
+    let (want, g) = generic(&m)
         .loss_and_grads(&b.xs(), &h0, &obj, Truncation::Full)
         .unwrap();
+    let (cell_grads, readout_grads) = ws.grads();
+    let readout_grads: Vec<DMatrix<f64>> = readout_grads.iter().map(|(_, t)| t.clone()).collect();
     let what = format!("{task}/{init}");
     assert!(
         relative_eq!(loss * scale, want, epsilon = 1e-14, max_relative = 1e-12),
         "{what}: loss {loss} × {scale} vs {want}"
     );
-    assert_params_close(&format!("{what} cell"), &grads.cell, &g.cell, scale);
+    assert_params_close(&format!("{what} cell"), cell_grads, &g.cell, scale);
     assert_params_close(
         &format!("{what} readout"),
-        &grads.readout,
+        &readout_grads,
         &g.readout,
         scale,
     );
     // Ω's frozen inputs are the generic BPTT's ∂L/∂h_k
-    let (_, delta_sq) = ws.omega_inputs();
+    let (_, delta_sq) = ws.omega_inputs(&m.net).unwrap();
     for k in 1..=b.steps {
         for j in 0..batch {
             let want = g.d_states[k].column(j).norm_squared() / (scale * scale);
@@ -137,6 +149,7 @@ fn kernel_gradients_equal_the_generic_bptt_in_the_papers_setting() {
 
 /// Ω from the generic BPTT's `∂L/∂h_k` and explicit Jacobians `diag(σ'(a_k)) W_hh`.
 fn omega_by_jacobians(m: &RnnModel, b: &Batch, bound: f64) -> f64 {
+    let m = &generic(m);
     let (obj, scale) = objective(b);
     let xs = b.xs();
     let h0 = DMatrix::zeros(m.cell.hidden_size(), b.batch);
@@ -177,11 +190,10 @@ fn omega_equals_its_definition_through_explicit_jacobians() {
     {
         let m = model(task, init, 6, 40 + i as u64);
         let b = task.generate(&mut stream(5, &[i as u64]), 4, 10).unwrap();
-        let mut ws = Workspace::default();
-        let mut grads = Grads::zeros_like(&m);
-        ws.loss_grads_and_omega_inputs(&m, &b, &mut grads).unwrap();
-        let (u, d2) = ws.omega_inputs();
-        let om = omega::penalty(m.cell.weight_hh(), u, d2, omega::DEFAULT_BOUND, None).unwrap();
+        let mut ws = trainer(&m, task);
+        ws.loss_and_grads(&m, &b.for_trainer()).unwrap();
+        let (u, d2) = ws.omega_inputs(&m.net).unwrap();
+        let om = omega::penalty(m.net.cell.weight_hh(), u, d2, omega::DEFAULT_BOUND, None).unwrap();
         let want = omega_by_jacobians(&m, &b, omega::DEFAULT_BOUND);
         assert!(
             relative_eq!(om.value, want, epsilon = 1e-14, max_relative = 1e-11),
@@ -200,12 +212,11 @@ fn omega_problem(seed: u64, hidden: usize) -> OmegaProblem {
     let task = Task::TemporalOrder;
     let m = model(task, Init::SmartTanh, hidden, seed);
     let b = task.generate(&mut stream(seed, &[7]), 3, 15).unwrap();
-    let mut ws = Workspace::default();
-    let mut grads = Grads::zeros_like(&m);
-    ws.loss_grads_and_omega_inputs(&m, &b, &mut grads).unwrap();
-    let (u, d2) = ws.omega_inputs();
+    let mut ws = trainer(&m, task);
+    ws.loss_and_grads(&m, &b.for_trainer()).unwrap();
+    let (u, d2) = ws.omega_inputs(&m.net).unwrap();
     OmegaProblem {
-        w_hh: m.cell.weight_hh().clone(),
+        w_hh: m.net.cell.weight_hh().clone(),
         u: u.clone(),
         delta_sq: d2.to_vec(),
         bound: omega::DEFAULT_BOUND,
@@ -310,15 +321,14 @@ fn sgd_cr_adds_alpha_times_the_omega_gradient_before_clipping() {
         clip: 1e6,
         ..Hyper::default()
     };
-    let mut ws = Workspace::default();
-    // expected: θ − lr (∇L + α ∇Ω) with the kernel's own gradients
-    let mut grads = Grads::zeros_like(&m0);
-    ws.loss_grads_and_omega_inputs(&m0, &b, &mut grads).unwrap();
-    let (u, d2) = ws.omega_inputs();
-    let mut expected = m0.cell.weight_hh().clone();
-    let mut g_hh = grads.cell[1].clone();
+    let mut ws = Trainer::new(&m0, Algorithm::SgdCR.config(task, &h)).unwrap();
+    // expected: θ − lr (∇L + α ∇Ω) with the trainer's own gradients
+    ws.loss_and_grads(&m0, &b.for_trainer()).unwrap();
+    let mut g_hh = ws.grads().0[1].clone();
+    let (u, d2) = ws.omega_inputs(&m0.net).unwrap();
+    let mut expected = m0.net.cell.weight_hh().clone();
     omega::penalty(
-        m0.cell.weight_hh(),
+        m0.net.cell.weight_hh(),
         u,
         d2,
         h.omega_bound,
@@ -328,13 +338,9 @@ fn sgd_cr_adds_alpha_times_the_omega_gradient_before_clipping() {
     expected -= g_hh * 0.01;
 
     let mut m = m0.clone();
-    let mut opt =
-        OptimizerState::new(Optimizer::sgd(0.01), &[m.cell.params(), m.readout.params()]).unwrap();
-    let rec = ws
-        .update(&mut m, &b, &Algorithm::SgdCR.rule(&h), &mut opt, &mut grads)
-        .unwrap();
+    let rec = ws.update(&mut m, &b.for_trainer()).unwrap();
     assert!(!rec.clipped && rec.omega > 0.0);
-    for (a, e) in m.cell.weight_hh().iter().zip(expected.iter()) {
+    for (a, e) in m.net.cell.weight_hh().iter().zip(expected.iter()) {
         assert!(relative_eq!(*a, *e, epsilon = 1e-15, max_relative = 1e-13));
     }
 }
@@ -344,20 +350,20 @@ fn clipping_bounds_the_step_and_the_safety_net_shrinks_w_hh() {
     let task = Task::Addition;
     let mut m = model(task, Init::BasicTanh, 5, 8);
     let b = task.generate(&mut stream(8, &[0]), 4, 20).unwrap();
-    let rule = Algorithm::SgdC.rule(&Hyper::default());
-    let mut ws = Workspace::default();
-    let mut grads = Grads::zeros_like(&m);
-    let mut opt =
-        OptimizerState::new(Optimizer::sgd(0.5), &[m.cell.params(), m.readout.params()]).unwrap();
+    let h = Hyper {
+        optimizer: Optimizer::sgd(0.5),
+        ..Hyper::default()
+    };
+    let mut ws = Trainer::new(&m, Algorithm::SgdC.config(task, &h)).unwrap();
     // a readout scaled by 1e3: 1 ≪ ‖g‖ < 1e10, clipped to 1 — the step has length lr·1
     m.readout.params_mut()[0] *= 1e3;
-    let before: Vec<Params<f64>> = vec![m.cell.params().clone(), m.readout.params().clone()];
-    let rec = ws.update(&mut m, &b, &rule, &mut opt, &mut grads).unwrap();
+    let before: Vec<Params<f64>> = vec![m.net.cell.params().clone(), m.readout.params().clone()];
+    let rec = ws.update(&mut m, &b.for_trainer()).unwrap();
     assert!(rec.clipped && !rec.safety && rec.grad_norm > 1e3);
     // SGD-C neither uses nor measures Ω
     assert_eq!(rec.omega, 0.0);
     let mut step = before[0].clone();
-    step.axpy(-1.0, m.cell.params());
+    step.axpy(-1.0, m.net.cell.params());
     let mut step_r = before[1].clone();
     step_r.axpy(-1.0, m.readout.params());
     let norm = bptt::clip::global_norm(&[&step, &step_r]);
@@ -368,11 +374,11 @@ fn clipping_bounds_the_step_and_the_safety_net_shrinks_w_hh() {
 
     // a readout scaled by 1e11: ‖g‖ > 1e10, the safety net: W_hh ← (1 − lr·0.02) W_hh, rest untouched
     m.readout.params_mut()[0] *= 1e8;
-    let before = (m.cell.params().clone(), m.readout.params().clone());
-    let rec = ws.update(&mut m, &b, &rule, &mut opt, &mut grads).unwrap();
+    let before = (m.net.cell.params().clone(), m.readout.params().clone());
+    let rec = ws.update(&mut m, &b.for_trainer()).unwrap();
     assert!(rec.safety && rec.grad_norm > 1e10);
     let want = before.0[1].clone() * (1.0 - 0.5 * 0.02);
-    for (a, b) in m.cell.params()[1].iter().zip(want.iter()) {
+    for (a, b) in m.net.cell.params()[1].iter().zip(want.iter()) {
         assert!(relative_eq!(
             *a,
             *b,
@@ -380,7 +386,7 @@ fn clipping_bounds_the_step_and_the_safety_net_shrinks_w_hh() {
             max_relative = 4.0 * f64::EPSILON
         ));
     }
-    assert_eq!(m.cell.params()[0], before.0[0]);
+    assert_eq!(m.net.cell.params()[0], before.0[0]);
     assert_eq!(m.readout.params(), &before.1);
 }
 
@@ -550,14 +556,18 @@ fn adam_learns_a_short_temporal_order_task() {
 fn wrong_shapes_are_errors_not_panics() {
     let m = model(Task::TemporalOrder, Init::SmartTanh, 4, 0);
     let b = Task::Addition.generate(&mut stream(0, &[]), 2, 10).unwrap();
-    let mut ws = Workspace::default();
-    let e = ws.evaluate(&m, &b).unwrap_err();
-    assert!(
-        e.to_string().contains("does not fit a cell with 6 inputs"),
-        "{e}"
-    );
-    let mut g = Grads::zeros_like(&m);
-    assert!(ws.loss_and_grads(&m, &b, &mut g).is_err());
+    let mut ws = pathological::evaluator(&m, Task::TemporalOrder).unwrap();
+    // regression targets for a 4-class readout
+    let e = pathological::count_errors(&mut ws, &m, &b).unwrap_err();
+    assert!(e.to_string().contains("regression targets"), "{e}");
+    assert!(ws.loss_and_grads(&m, &b.for_trainer()).is_err());
+    // 7-dimensional inputs for a cell with 6
+    let b = Task::Memorization
+        .generate(&mut stream(0, &[]), 2, 3)
+        .unwrap();
+    let e = pathological::count_errors(&mut ws, &m, &b).unwrap_err();
+    assert!(e.to_string().contains("inputs: expected 6 rows"), "{e}");
+    assert!(ws.loss_and_grads(&m, &b.for_trainer()).is_err());
 }
 
 #[test]
@@ -601,7 +611,8 @@ fn kernel_gradients_equal_the_generic_bptt_for_relu_and_linear_cells() {
             let (d, o) = (task.input_size(), task.output_size());
             let cell = bptt::VanillaRnn::uniform(d, 6, act, 0.5, &mut rng);
             let readout = bptt::Readout::uniform(6, o, 0.5, &mut rng);
-            let m = bptt::Model::new(cell, readout).unwrap();
+            let m =
+                bptt::NetworkModel::new(bptt::arch::Unidirectional::new(cell), readout).unwrap();
             let length = if task == Task::Memorization { 3 } else { 11 };
             check_kernel_on(m, task, 3, length, seed);
         }
@@ -616,11 +627,13 @@ fn evaluation_without_history_equals_the_generic_forward() {
     {
         let m = model(task, Init::SmartTanh, 6, 80 + i as u64);
         let b = task.generate(&mut stream(81, &[i as u64]), 40, 12).unwrap();
-        let (errors, loss) = Workspace::default().evaluate(&m, &b).unwrap();
+        let mut ws = pathological::evaluator(&m, task).unwrap();
+        let errors = pathological::count_errors(&mut ws, &m, &b).unwrap();
+        let loss = ws.loss(&m, &b.for_trainer()).unwrap();
         // the generic path: every state, the readout at the steps the loss reads
         let xs = b.xs();
         let h0 = DMatrix::zeros(6, b.batch);
-        let traj = bptt::sequence::forward(&m.cell, &xs, &h0).unwrap();
+        let traj = bptt::sequence::forward(&m.net.cell, &xs, &h0).unwrap();
         let outputs = match &b.target {
             Target::ClassEveryStep(_) => {
                 let ys: Vec<DMatrix<f64>> = (1..=b.steps)
@@ -634,7 +647,7 @@ fn evaluation_without_history_equals_the_generic_forward() {
         };
         assert_eq!(errors, count_errors(&b.target, &outputs, b.batch), "{task}");
         let (obj, scale) = objective(&b);
-        let want = m.loss(&xs, &h0, &obj).unwrap();
+        let want = generic(&m).loss(&xs, &h0, &obj).unwrap();
         assert!(
             relative_eq!(loss * scale, want, epsilon = 1e-14, max_relative = 1e-12),
             "{task}: {loss} × {scale} vs {want}"

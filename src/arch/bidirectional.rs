@@ -252,6 +252,9 @@ impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Bidirectional<C> {
         }
     }
 
+    fn causal(&self) -> bool {
+        false
+    }
     fn conditioning(&self, ws: &Self::Workspace) -> f64 {
         let f = ws.forward.conditioning(&self.forward);
         f.max(ws.reverse.conditioning(&self.reverse))

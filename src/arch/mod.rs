@@ -121,9 +121,21 @@ pub trait SeqLayer<T: RealField + Copy>: Clone + Send + Sync {
     /// Sign pattern of every kink argument (ReLU pre-activations) in the last forward pass.
     fn kink_pattern(&self, _ws: &Self::Workspace, _out: &mut Vec<bool>) {}
 
+    /// The one vanilla cell of a layer that is nothing else (a [`Unidirectional`] cell whose
+    /// [`Cell::omega_applies`]): what Pascanu's Ω reads. `None` for every other layer.
+    fn omega_cell<'a>(&'a self, _ws: &'a mut Self::Workspace) -> Option<OmegaCell<'a, T>> {
+        None
+    }
+
     /// Max rounding amplification κ of the cells' backward passes (see [`Cell::conditioning`]).
     fn conditioning(&self, _ws: &Self::Workspace) -> f64 {
         1.0
+    }
+
+    /// Whether output t depends on inputs 1..=t only (no reverse direction): then a sequence
+    /// may be run in chunks of steps with the states carried between them.
+    fn causal(&self) -> bool {
+        true
     }
 
     /// Number of trainable scalars.
@@ -249,6 +261,9 @@ macro_rules! delegate_to_layers {
         }
         fn conditioning(&self, ws: &Self::Workspace) -> f64 {
             list::conditioning(&self.layers, list::layer_workspaces(ws))
+        }
+        fn causal(&self) -> bool {
+            self.layers.iter().all(|l| l.causal())
         }
     };
 }
@@ -477,6 +492,17 @@ pub(crate) fn check_states<T: RealField + Copy>(
     Ok(())
 }
 
+/// A single vanilla cell seen by Pascanu's Ω ([`SeqLayer::omega_cell`]).
+#[derive(Debug)]
+pub struct OmegaCell<'a, T: RealField + Copy> {
+    /// Index of `W_hh` among the layer's [`SeqLayer::params`].
+    pub weight_hh: usize,
+    pub w_hh: &'a DMatrix<T>,
+    /// The cell's workspace: set `record_state_grads` before the backward pass, read the
+    /// tape's `∂L/∂a_k` ([`Tape::d_projection`]) and `∂L/∂h_k` ([`Tape::d_state`]) after it.
+    pub workspace: &'a mut CellWorkspace<T>,
+}
+
 /// A cell run forward in time over the sequence: the building block of every architecture.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Unidirectional<C> {
@@ -494,6 +520,9 @@ impl<C> Unidirectional<C> {
 pub struct CellWorkspace<T: RealField + Copy> {
     pub tape: Tape<T>,
     pub dx: DMatrix<T>,
+    /// Keep every `∂L/∂s_k` of the backward pass in the tape ([`Tape::d_state`]): what
+    /// Pascanu's Ω reads (off by default: the pass then stores only the running gradient).
+    pub record_state_grads: bool,
 }
 
 impl<T: RealField + Copy> Default for CellWorkspace<T> {
@@ -501,6 +530,7 @@ impl<T: RealField + Copy> Default for CellWorkspace<T> {
         CellWorkspace {
             tape: Tape::default(),
             dx: DMatrix::zeros(0, 0),
+            record_state_grads: false,
         }
     }
 }
@@ -535,7 +565,7 @@ impl<T: RealField + Copy> CellWorkspace<T> {
         let want = Want {
             params: true,
             inputs: want_dx,
-            states: false,
+            states: self.record_state_grads,
         };
         engine::backward(
             cell,
@@ -675,6 +705,14 @@ impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Unidirectional<C> {
 
     fn conditioning(&self, ws: &Self::Workspace) -> f64 {
         ws.conditioning(&self.cell)
+    }
+
+    fn omega_cell<'a>(&'a self, ws: &'a mut Self::Workspace) -> Option<OmegaCell<'a, T>> {
+        self.cell.omega_applies().then(|| OmegaCell {
+            weight_hh: crate::cell::WEIGHT_HH,
+            w_hh: &self.cell.params()[crate::cell::WEIGHT_HH],
+            workspace: ws,
+        })
     }
 }
 

@@ -213,6 +213,9 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Residual<T, L> {
         self.inner.kink_pattern(&ws.inner, out);
     }
 
+    fn causal(&self) -> bool {
+        self.inner.causal()
+    }
     fn conditioning(&self, ws: &Self::Workspace) -> f64 {
         self.inner.conditioning(&ws.inner)
     }

@@ -306,6 +306,21 @@ fn same<T: 'static, U: 'static>() -> bool {
 /// # Panics
 /// If the shapes do not conform.
 pub fn gemm<T: RealField + Copy>(c: MatMut<'_, T>, accumulate: bool, a: Op<'_, T>, b: Op<'_, T>) {
+    gemm_scaled(c, accumulate, T::one(), a, b);
+}
+
+/// [`gemm`] with the product scaled: `C ← α·A·B` or `C ← C + α·A·B` (BLAS's `alpha`, applied
+/// by the kernel to each product sum, not to an operand).
+///
+/// # Panics
+/// If the shapes do not conform.
+pub fn gemm_scaled<T: RealField + Copy>(
+    c: MatMut<'_, T>,
+    accumulate: bool,
+    alpha: T,
+    a: Op<'_, T>,
+    b: Op<'_, T>,
+) {
     let (m, k) = a.shape();
     let (k2, n) = b.shape();
     assert!(
@@ -326,10 +341,10 @@ pub fn gemm<T: RealField + Copy>(c: MatMut<'_, T>, accumulate: bool, a: Op<'_, T
     }
     if same::<T, f64>() {
         // SAFETY: T is f64 (checked above), so the views reinterpret to identical types
-        unsafe { faer_gemm::<T, f64>(c, accumulate, a, b) }
+        unsafe { faer_gemm::<T, f64>(c, accumulate, alpha, a, b) }
     } else if same::<T, f32>() {
         // SAFETY: T is f32
-        unsafe { faer_gemm::<T, f32>(c, accumulate, a, b) }
+        unsafe { faer_gemm::<T, f32>(c, accumulate, alpha, a, b) }
     } else {
         let mut c = c;
         for j in 0..n {
@@ -338,6 +353,7 @@ pub fn gemm<T: RealField + Copy>(c: MatMut<'_, T>, accumulate: bool, a: Op<'_, T
                 for l in 0..k {
                     s += a.at(i, l) * b.at(l, j);
                 }
+                let s = if alpha == T::one() { s } else { alpha * s };
                 let d = c.at_mut(i, j);
                 *d = if accumulate { *d + s } else { s };
             }
@@ -346,9 +362,10 @@ pub fn gemm<T: RealField + Copy>(c: MatMut<'_, T>, accumulate: bool, a: Op<'_, T
 }
 
 /// faer's GEMM on views reinterpreted as `F` (`T` must be `F`).
-unsafe fn faer_gemm<T: Copy, F: faer::traits::ComplexField + Copy + num_one::One>(
+unsafe fn faer_gemm<T: Copy, F: faer::traits::ComplexField + Copy>(
     c: MatMut<'_, T>,
     accumulate: bool,
+    alpha: T,
     a: Op<'_, T>,
     b: Op<'_, T>,
 ) {
@@ -386,24 +403,9 @@ unsafe fn faer_gemm<T: Copy, F: faer::traits::ComplexField + Copy + num_one::One
     } else {
         Accum::Replace
     };
-    faer::linalg::matmul::matmul(dst, acc, lhs, rhs, F::one(), Par::Seq);
-}
-
-/// The scalar one for faer's `alpha`.
-mod num_one {
-    pub trait One {
-        fn one() -> Self;
-    }
-    impl One for f64 {
-        fn one() -> Self {
-            1.0
-        }
-    }
-    impl One for f32 {
-        fn one() -> Self {
-            1.0
-        }
-    }
+    // SAFETY: T = F
+    let alpha = unsafe { *(&alpha as *const T as *const F) };
+    faer::linalg::matmul::matmul(dst, acc, lhs, rhs, alpha, Par::Seq);
 }
 
 /// Reinterpret a slice of `T` as `f64` when `T` is `f64`.

@@ -84,6 +84,20 @@ impl<T: Copy> Inputs<'_, T> {
             Inputs::Tokens { ids, .. } => ids.len(),
         }
     }
+    /// Columns `start .. start + n` (e.g. a chunk of steps: `start = t₀·B`, `n = len·B`).
+    ///
+    /// # Panics
+    /// If the range is out of bounds.
+    #[must_use]
+    pub fn col_block(self, start: usize, n: usize) -> Self {
+        match self {
+            Inputs::Dense(x) => Inputs::Dense(x.col_block(start, n)),
+            Inputs::Tokens { ids, vocab } => Inputs::Tokens {
+                ids: &ids[start..start + n],
+                vocab,
+            },
+        }
+    }
 }
 
 /// Upstream gradients for [`backward`]; every field optional.
