@@ -1,19 +1,24 @@
 //! Criterion benchmark of one training update in Pascanu et al.'s temporal-order setting — the
 //! workload of `../shared/peers/train_step_torch.py`: vanilla tanh RNN, 6 one-hot inputs,
 //! 50 hidden units, a linear readout to 4 classes at the last step, softmax cross-entropy,
-//! batch 20, T = 200, f64; forward, backward, global-norm clipping at 1.0, SGD step
-//! (lr 0.01). Inputs are generated once, outside the timed loop (as in the peer).
+//! batch 20, T = 200; forward, backward, global-norm clipping at 1.0, SGD step (lr 0.01) —
+//! and SGD-CR (Ω) beside it; f64 and f32, through `bptt::trainer::Trainer` (what
+//! `pathological` runs). Inputs are generated once, outside the timed loop (as in the peer).
 //! `cargo bench --bench train_step`.
 
+use bptt::arch::{RescalarLayer, SeqLayer};
+use bptt::engine::Inputs;
 use bptt::pathological::{Algorithm, Hyper, Init};
 use bptt::rng::stream;
-use bptt::tasks::Task;
-use bptt::trainer::Trainer;
+use bptt::tasks::{self, Task};
+use bptt::trainer::{Batch, Targets, Trainer};
+use bptt::{NetworkModel, Readout};
 use criterion::{Criterion, criterion_group, criterion_main};
+use nalgebra::DMatrix;
 
 fn bench(c: &mut Criterion) {
     let task = Task::TemporalOrder;
-    let mut model = Init::SmartTanh
+    let model = Init::SmartTanh
         .build(task, 50, &mut stream(0, &[0]))
         .unwrap();
     let mut rng = stream(0, &[1]);
@@ -22,19 +27,56 @@ fn bench(c: &mut Criterion) {
         .collect();
     let h = Hyper::default();
     for (name, alg) in [
-        ("train step sgd-c (H=50, T=200, B=20, f64)", Algorithm::SgdC),
-        (
-            "train step sgd-cr (H=50, T=200, B=20, f64, Ω)",
-            Algorithm::SgdCR,
-        ),
+        ("train step sgd-c (H=50, T=200, B=20", Algorithm::SgdC),
+        ("train step sgd-cr (H=50, T=200, B=20, Ω", Algorithm::SgdCR),
     ] {
-        let mut ws = Trainer::new(&model, alg.config(task, &h)).unwrap();
+        let mut m = model.clone();
+        let mut ws = Trainer::new(&m, alg.config(task, &h)).unwrap();
         let mut i = 0;
-        c.bench_function(name, |b| {
+        c.bench_function(&format!("{name}, f64)"), |b| {
             b.iter(|| {
                 i += 1;
-                ws.update(&mut model, &batches[i % 16].for_trainer())
-                    .unwrap()
+                ws.update(&mut m, &batches[i % 16].for_trainer()).unwrap()
+            })
+        });
+
+        // the same weights and batches in f32
+        let to32 = |m: &DMatrix<f64>| m.map(|x| x as f32);
+        let params: Vec<DMatrix<f32>> = model.net.params().into_iter().map(to32).collect();
+        let net = model.net.rebuild(&mut params.into_iter());
+        let mut readout = Readout::<f32>::uniform(50, 4, 0.0, &mut stream(0, &[]));
+        for (dst, (_, src)) in readout
+            .params_mut()
+            .tensors_mut()
+            .zip(model.readout.params().iter())
+        {
+            *dst = to32(src);
+        }
+        let mut m32 = NetworkModel::new(net, readout).unwrap();
+        let mut ws = Trainer::new(&m32, alg.config(task, &h)).unwrap();
+        let f32_batch = |b: &tasks::Batch| -> (Vec<usize>, Vec<usize>) {
+            match (&b.inputs, &b.target) {
+                (tasks::Inputs::OneHot { symbols, .. }, tasks::Target::Class(c)) => {
+                    (symbols.clone(), c.clone())
+                }
+                _ => unreachable!("temporal order: one-hot inputs, one class per sequence"),
+            }
+        };
+        let data: Vec<(Vec<usize>, Vec<usize>)> = batches.iter().map(f32_batch).collect();
+        let mut i = 0;
+        c.bench_function(&format!("{name}, f32)"), |b| {
+            b.iter(|| {
+                i += 1;
+                let (ids, classes) = &data[i % 16];
+                let batch = Batch {
+                    inputs: Inputs::Tokens {
+                        ids,
+                        vocab: task.input_size(),
+                    },
+                    batch: 20,
+                    targets: Targets::Classes(classes),
+                };
+                ws.update(&mut m32, &batch).unwrap()
             })
         });
     }

@@ -22,10 +22,10 @@ cargo mutants --no-shuffle --timeout 600 --profile mutants --output "${MUTANTS_O
   --file src/sequence.rs --file src/arch/mod.rs --file src/arch/bidirectional.rs \
   --file src/arch/residual.rs --file src/arch/stacked.rs --file src/arch/dense.rs \
   --file src/readout.rs --file src/activation.rs --file src/clip.rs \
-  --file src/train.rs --file src/omega.rs \
+  --file src/omega.rs --file src/pathological.rs \
   --file src/engine/mod.rs --file src/engine/mat.rs --file src/trainer.rs --file src/optim.rs \
   --re 'backward|derivative|clip|global_norm|softmax_cross_entropy|mse|cell_backward' \
-  --re 'loss|update|squared_error|penalty|safety_net' \
+  --re 'loss|update|squared_error|penalty|safety_net|omega|delta_sq|predict|count_errors' \
   --re 'recurrent_param_grads|row_sums|add_to|gemm|reverse_time|running|apply|grad_norm' \
   "$@" \
   -- --lib --test cells --test architectures --test gradcheck_api --test clipping \
