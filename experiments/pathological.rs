@@ -20,6 +20,7 @@ use bptt::pathological::{
     self, ALL_ALGORITHMS, ALL_INITS, Algorithm, Hyper, Init, Outcome, RunSpec,
 };
 use bptt::tasks::Task;
+use bptt::trainer::Dtype;
 use clap::Parser;
 use rayon::prelude::*;
 
@@ -81,6 +82,9 @@ struct Args {
     /// Learning rate
     #[arg(long, default_value_t = 0.01)]
     lr: f64,
+    /// Scalar of the training updates: f64 or f32 (validation and tests run in f64 on the trained weights)
+    #[arg(long, default_value = "f64", value_parser = parse_dtype)]
+    dtype: Dtype,
     /// SGD momentum (0: plain SGD, as in the paper)
     #[arg(long, default_value_t = 0.0)]
     momentum: f64,
@@ -124,6 +128,9 @@ impl From<InitArg> for String {
     fn from(i: InitArg) -> String {
         i.0.to_string()
     }
+}
+fn parse_dtype(s: &str) -> Result<Dtype, String> {
+    s.parse().map_err(|e: bptt::BpttError| e.to_string())
 }
 fn parse_init(s: &str) -> Result<InitArg, String> {
     s.parse().map(InitArg)
@@ -291,6 +298,7 @@ fn plan(a: &Args) -> Result<Plan, String> {
             eval_every: a.eval_every,
             log_every: a.log_every,
             eval_sequences: a.eval_sequences,
+            dtype: a.dtype,
         },
         generalize,
         seed: a.common.seed,

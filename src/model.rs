@@ -281,6 +281,23 @@ pub struct NetworkGrads<T: RealField + Copy> {
     pub d_s0: Vec<DMatrix<T>>,
 }
 
+impl<T: RealField + Copy, N: crate::arch::RescalarLayer<T>> NetworkModel<T, N> {
+    /// The same model in another scalar `U` (every parameter through f64: exact from f32 to
+    /// f64, rounded to nearest from f64 to f32) — e.g. f64-drawn weights trained in f32.
+    #[must_use]
+    pub fn rescalar<U: RealField + Copy>(&self) -> NetworkModel<U, N::With<U>> {
+        let mut params = self
+            .net
+            .params()
+            .into_iter()
+            .map(crate::params::rescalar_matrix);
+        NetworkModel {
+            net: self.net.rebuild(&mut params),
+            readout: self.readout.rescalar(),
+        }
+    }
+}
+
 impl<T: RealField + Copy, N: SeqLayer<T>> NetworkModel<T, N> {
     pub fn new(net: N, readout: Readout<T>) -> Result<Self, BpttError> {
         if readout.input_size() != net.output_size() {

@@ -11,16 +11,17 @@
 use std::fmt;
 use std::str::FromStr;
 
-use nalgebra::DMatrix;
+use nalgebra::{DMatrix, RealField};
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::arch::Unidirectional;
 use crate::cells::vanilla::WEIGHT_HH;
+use crate::engine::{self, MatRef};
 use crate::optim::Optimizer;
 use crate::readout::{BIAS, WEIGHT};
 use crate::rng::{Rng, stream};
-use crate::tasks::{Batch, Target, Task};
-use crate::trainer::{self, OmegaRule, Record, Schedule, Trainer};
+use crate::tasks::{Batch, Inputs, Target, Task};
+use crate::trainer::{self, Dtype, OmegaRule, Record, Schedule, Trainer};
 use crate::{Activation, BpttError, Cell, NetworkModel, Readout, VanillaRnn};
 
 /// The model trained on the pathological tasks: one vanilla layer and a linear readout.
@@ -224,6 +225,8 @@ pub struct Hyper {
     pub log_every: u64,
     /// Validation sequences per evaluation.
     pub eval_sequences: usize,
+    /// The scalar the updates run in.
+    pub dtype: Dtype,
 }
 
 impl Default for Hyper {
@@ -239,6 +242,7 @@ impl Default for Hyper {
             eval_every: 250,
             log_every: 10,
             eval_sequences: 1000,
+            dtype: Dtype::F64,
         }
     }
 }
@@ -398,15 +402,68 @@ pub fn error_rate(
     Ok(errors as f64 / n as f64)
 }
 
+/// A batch of `b` in the scalar `T`: token ids as they are, dense inputs and regression
+/// targets converted into `x` and `v` (reused across updates).
+fn batch_in<'a, T: RealField + Copy>(
+    b: &'a Batch,
+    x: &'a mut DMatrix<T>,
+    v: &'a mut DMatrix<T>,
+) -> trainer::Batch<'a, T> {
+    let convert = |src: &DMatrix<f64>, dst: &mut DMatrix<T>| {
+        crate::engine::ensure(dst, src.nrows(), src.ncols());
+        for (d, s) in dst.iter_mut().zip(src.iter()) {
+            *d = nalgebra::convert(*s);
+        }
+    };
+    if let Inputs::Dense(m) = &b.inputs {
+        convert(m, x);
+    }
+    if let Target::Value(t) = &b.target {
+        convert(t, v);
+    }
+    trainer::Batch {
+        inputs: match &b.inputs {
+            Inputs::OneHot { dim, symbols } => engine::Inputs::Tokens {
+                ids: symbols,
+                vocab: *dim,
+            },
+            Inputs::Dense(_) => engine::Inputs::Dense(MatRef::from(&*x)),
+        },
+        batch: b.batch,
+        targets: match &b.target {
+            Target::Class(c) | Target::ClassEveryStep(c) => trainer::Targets::Classes(c),
+            Target::Value(_) => trainer::Targets::Values(MatRef::from(&*v)),
+        },
+    }
+}
+
 /// Train one run: up to `h.updates` updates, validation every `h.eval_every`; when the
 /// validation error falls below 1% the final test decides, and a success stops the run.
+///
+/// The updates run in `h.dtype` from the weights drawn in f64 (rounded to f32 for f32);
+/// validation and tests run in f64 on the trained weights (exact from f32), so error rates
+/// of the two dtypes are measured alike.
 pub fn train(spec: &RunSpec, h: &Hyper, seed: u64) -> Result<Outcome, BpttError> {
+    match h.dtype {
+        Dtype::F64 => train_in::<f64>(spec, h, seed),
+        Dtype::F32 => train_in::<f32>(spec, h, seed),
+    }
+}
+
+fn train_in<T: RealField + Copy>(
+    spec: &RunSpec,
+    h: &Hyper,
+    seed: u64,
+) -> Result<Outcome, BpttError> {
     let mut model = spec
         .init
         .build(spec.task, h.hidden, &mut spec.stream(seed, &[0]))?;
+    let mut model_t: NetworkModel<T, Unidirectional<VanillaRnn<T>>> = model.rescalar();
     let mut data = spec.stream(seed, &[1]);
     let mut valid = spec.stream(seed, &[2]);
-    let mut ws = Trainer::new(&model, spec.algorithm.config(spec.task, h))?;
+    let mut trainer = Trainer::new(&model_t, spec.algorithm.config(spec.task, h))?;
+    let mut ws = evaluator(&model, spec.task)?;
+    let (mut x, mut v) = (DMatrix::zeros(0, 0), DMatrix::zeros(0, 0));
     let mut curve = Vec::new();
     let (mut max_norm, mut clipped, mut safety) = (0.0f64, 0, 0);
     let mut diverged = false;
@@ -415,7 +472,7 @@ pub fn train(spec: &RunSpec, h: &Hyper, seed: u64) -> Result<Outcome, BpttError>
     while n < h.updates {
         let len = spec.draw_length(&mut data);
         let batch: Batch = spec.task.generate(&mut data, h.batch, len)?;
-        let rec = ws.update(&mut model, &batch.for_trainer())?;
+        let rec = trainer.update(&mut model_t, &batch_in(&batch, &mut x, &mut v))?;
         n += 1;
         max_norm = if rec.grad_norm.is_nan() || max_norm.is_nan() {
             f64::NAN
@@ -424,10 +481,12 @@ pub fn train(spec: &RunSpec, h: &Hyper, seed: u64) -> Result<Outcome, BpttError>
         };
         clipped += rec.clipped as u64;
         safety += rec.safety as u64;
-        let finite = model.net.cell.params().is_finite() && model.readout.params().is_finite();
+        let finite = model_t.net.cell.params().is_finite() && model_t.readout.params().is_finite();
         let evaluate = n % h.eval_every == 0 || n == h.updates || !finite;
         if n % h.log_every == 0 || evaluate {
             let valid_error = if evaluate {
+                // the trained weights, in f64
+                model = model_t.rescalar();
                 Some(error_rate(
                     &mut ws,
                     &model,
@@ -461,6 +520,7 @@ pub fn train(spec: &RunSpec, h: &Hyper, seed: u64) -> Result<Outcome, BpttError>
             }
         }
     }
+    model = model_t.rescalar();
     let test_error = match tested {
         // tested at the final parameters already
         Some((at, e)) if at == n => e,

@@ -30,6 +30,16 @@ impl<T: RealField + Copy> Readout<T> {
         params.push("bias", uniform_matrix(rng, output_size, 1, bound));
         Readout { params }
     }
+    /// The same readout in another scalar `U` (each entry through f64: exact from f32 to
+    /// f64, rounded to nearest from f64 to f32).
+    #[must_use]
+    pub fn rescalar<U: RealField + Copy>(&self) -> Readout<U> {
+        let mut params = Params::new();
+        for (name, m) in self.params.iter() {
+            params.push(name, crate::params::rescalar_matrix(m));
+        }
+        Readout { params }
+    }
     pub fn params(&self) -> &Params<T> {
         &self.params
     }

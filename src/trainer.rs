@@ -77,6 +77,7 @@ pub fn safety_net_triggered(norm: f64) -> bool {
 /// The scalar a run trains in, chosen at run time (`--dtype f32|f64`): a binary matches on it
 /// and instantiates the generic [`Trainer`] with `f32` or `f64`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Dtype {
     F32,
     F64,

@@ -235,6 +235,10 @@ fn bad_flags_exit_2_with_a_clear_message() {
         ),
         (vec!["--shard", "3/2"], "shard"),
         (vec!["--threads", "0"], "--threads must be at least 1"),
+        (
+            vec!["--dtype", "f16"],
+            "unknown dtype 'f16' (expected f32 or f64)",
+        ),
     ] {
         let dir = cli::temp_dir("path", "bad");
         let mut a = vec!["--out", dir.to_str().unwrap(), "--quiet"];

@@ -654,3 +654,61 @@ fn evaluation_without_history_equals_the_generic_forward() {
         );
     }
 }
+
+#[test]
+fn an_f32_run_follows_the_f64_run_and_is_reproducible() {
+    // SGD-CR (Ω, clipping, the safety net) on temporal order, T = 20: the f32 updates from
+    // the same f64-drawn weights (rounded) and batches track the f64 run
+    let h64 = Hyper {
+        updates: 40,
+        eval_every: 20,
+        log_every: 5,
+        eval_sequences: 100,
+        ..Hyper::default()
+    };
+    let h32 = Hyper {
+        dtype: bptt::trainer::Dtype::F32,
+        ..h64
+    };
+    let spec = RunSpec {
+        task: Task::TemporalOrder,
+        init: Init::SmartTanh,
+        algorithm: Algorithm::SgdCR,
+        min_length: 20,
+        max_length: 20,
+        replicate: 1,
+    };
+    let a = pathological::train(&spec, &h64, 3).unwrap();
+    let b = pathological::train(&spec, &h32, 3).unwrap();
+    let again = pathological::train(&spec, &h32, 3).unwrap();
+    assert_eq!(b.curve, again.curve);
+    assert_eq!(b.model, again.model);
+    assert_eq!((a.curve.len(), b.curve.len()), (8, 8));
+    for (p, q) in a.curve.iter().zip(&b.curve) {
+        let (r64, r32) = (p.record, q.record);
+        assert!(r64.omega > 0.0);
+        for (what, x, y) in [
+            ("loss", r64.loss, r32.loss),
+            ("grad norm", r64.grad_norm, r32.grad_norm),
+            ("Ω", r64.omega, r32.omega),
+        ] {
+            assert!(
+                relative_eq!(x, y, epsilon = 1e-6, max_relative = 1e-3),
+                "update {}: {what} f64 {x} vs f32 {y}",
+                p.update
+            );
+        }
+    }
+    for (x, y) in a.model.net.cell.params()[1]
+        .iter()
+        .zip(b.model.net.cell.params()[1].iter())
+    {
+        assert!(relative_eq!(*x, *y, epsilon = 1e-5, max_relative = 1e-3));
+    }
+    // f32 weights, exactly representable after the run
+    assert!(
+        b.model.net.cell.params()[1]
+            .iter()
+            .all(|&x| x as f32 as f64 == x)
+    );
+}
