@@ -155,6 +155,13 @@ impl<T: Scalar> IndexMut<usize> for Params<T> {
     }
 }
 
+/// `m` in another scalar `U`, entry by entry through f64 (exact from f32 to f64, rounded to
+/// nearest from f64 to f32; other scalars through their real part).
+#[must_use]
+pub fn rescalar_matrix<T: RealField + Copy, U: RealField + Copy>(m: &DMatrix<T>) -> DMatrix<U> {
+    m.map(|x| nalgebra::convert::<f64, U>(x.to_subset().unwrap_or(f64::NAN)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,11 +183,4 @@ mod tests {
         assert_eq!(q.norm(), 0.0);
         assert_eq!(p.get("b").unwrap()[(1, 0)], -1.0);
     }
-}
-
-/// `m` in another scalar `U`, entry by entry through f64 (exact from f32 to f64, rounded to
-/// nearest from f64 to f32; other scalars through their real part).
-#[must_use]
-pub fn rescalar_matrix<T: RealField + Copy, U: RealField + Copy>(m: &DMatrix<T>) -> DMatrix<U> {
-    m.map(|x| nalgebra::convert::<f64, U>(x.to_subset().unwrap_or(f64::NAN)))
 }

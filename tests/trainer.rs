@@ -565,7 +565,8 @@ fn chunked_prediction_equals_the_whole_forward_for_every_wrapper() {
     // causal wrapper, chunks of 1, 3 and T steps give the readout of the whole-sequence pass;
     // a bidirectional network only whole (its reverse direction reads the future)
     let (a, b, c, d) = networks(21);
-    fn check<N: SeqLayer<f64>>(what: &str, m: &NetworkModel<f64, N>) {
+    fn check<N: SeqLayer<f64>>(what: &str, m: &NetworkModel<f64, N>, causal: bool) {
+        assert_eq!(m.net.causal(), causal, "{what}");
         let (steps, batch) = (7, 3);
         let data = data(&mut stream(22, &[]), steps, batch, 3, true);
         let inputs = Inputs::Tokens {
@@ -623,10 +624,15 @@ fn chunked_prediction_equals_the_whole_forward_for_every_wrapper() {
             assert!(tr.predict(m, inputs, 2, 3, &mut |_, _| ()).is_err());
         }
     }
-    check("lstm", &a);
-    check("2x bi-gru", &b);
-    check("res-lstm", &c);
-    check("dense rnn", &d);
+    check("lstm", &a, true);
+    check("2x bi-gru", &b, false);
+    check("res-lstm", &c, true);
+    check("dense rnn", &d, true);
+    // a residual bidirectional layer is not causal either
+    let mut rng = stream(27, &[]);
+    let gru = |rng: &mut Rng| Gru::<f64>::pytorch_init(4, 2, GruVariant::ResetAfter, rng);
+    let res_bi = Residual::new(Bidirectional::new(gru(&mut rng), gru(&mut rng)), &mut rng);
+    assert!(!res_bi.causal());
 }
 
 #[test]
