@@ -753,3 +753,43 @@ fn omega_training_in_f32_follows_f64() {
         }
     }
 }
+
+#[test]
+fn reset_state_starts_the_next_batch_from_zero() {
+    // with the state carried, the second batch starts from the first's final states; after
+    // reset_state it starts from zero, as a fresh trainer's first batch does
+    let (a, ..) = networks(28);
+    let cfg = Config {
+        carry_state: true,
+        ..Config::default()
+    };
+    let d1 = data(&mut stream(29, &[1]), 5, 3, 3, false);
+    let d2 = data(&mut stream(29, &[2]), 5, 3, 3, false);
+    let batch = |d: &Data| -> (Vec<usize>, Vec<usize>) { (d.ids.clone(), d.classes.clone()) };
+    let ((i1, c1), (i2, c2)) = (batch(&d1), batch(&d2));
+    let b1 = Batch {
+        inputs: Inputs::Tokens {
+            ids: &i1,
+            vocab: VOCAB,
+        },
+        batch: 3,
+        targets: Targets::Classes(&c1),
+    };
+    let b2 = Batch {
+        inputs: Inputs::Tokens {
+            ids: &i2,
+            vocab: VOCAB,
+        },
+        batch: 3,
+        targets: Targets::Classes(&c2),
+    };
+    let mut fresh = Trainer::new(&a, cfg).unwrap();
+    let from_zero = fresh.loss(&a, &b2).unwrap();
+    let mut tr = Trainer::new(&a, cfg).unwrap();
+    tr.loss(&a, &b1).unwrap();
+    let carried = tr.loss(&a, &b2).unwrap();
+    assert_ne!(carried, from_zero, "the carried state changes the loss");
+    tr.loss(&a, &b1).unwrap();
+    tr.reset_state();
+    assert_eq!(tr.loss(&a, &b2).unwrap(), from_zero);
+}
