@@ -585,6 +585,63 @@ mod tests {
     }
 
     #[test]
+    fn scaled_gemm_scales_the_product_not_the_destination_on_both_paths() {
+        // C ← C + α·A·B and C ← α·A·B, faer (f64, f32) and the generic loop (dual numbers)
+        let mut rng = crate::rng::stream(2, &[]);
+        let (a, b) = (
+            crate::rng::uniform_matrix::<f64>(&mut rng, 9, 4, 1.0),
+            crate::rng::uniform_matrix::<f64>(&mut rng, 4, 6, 1.0),
+        );
+        let c0 = crate::rng::uniform_matrix::<f64>(&mut rng, 9, 6, 1.0);
+        let alpha = -0.375;
+        for accumulate in [true, false] {
+            let base = if accumulate { c0.clone() } else { &c0 * 0.0 };
+            let want = base + (&a * &b) * alpha;
+            let mut c = c0.clone();
+            gemm_scaled(
+                MatMut::from(&mut c),
+                accumulate,
+                alpha,
+                Op::N(MatRef::from(&a)),
+                Op::N(MatRef::from(&b)),
+            );
+            assert_relative_eq!(c, want, epsilon = 1e-14, max_relative = 1e-13);
+            let f32s = |m: &DMatrix<f64>| m.map(|x| x as f32);
+            let (a32, b32) = (f32s(&a), f32s(&b));
+            let mut c32 = f32s(&c0);
+            gemm_scaled(
+                MatMut::from(&mut c32),
+                accumulate,
+                alpha as f32,
+                Op::N(MatRef::from(&a32)),
+                Op::N(MatRef::from(&b32)),
+            );
+            assert_relative_eq!(
+                c32.map(f64::from),
+                want,
+                epsilon = 1e-5,
+                max_relative = 1e-5
+            );
+            let dual = |m: &DMatrix<f64>| m.map(num_dual::Dual64::from_re);
+            let (da, db) = (dual(&a), dual(&b));
+            let mut cd = dual(&c0);
+            gemm_scaled(
+                MatMut::from(&mut cd),
+                accumulate,
+                num_dual::Dual64::from_re(alpha),
+                Op::N(MatRef::from(&da)),
+                Op::N(MatRef::from(&db)),
+            );
+            assert_relative_eq!(
+                cd.map(|d| d.re),
+                want,
+                epsilon = 1e-14,
+                max_relative = 1e-13
+            );
+        }
+    }
+
+    #[test]
     fn strided_blocks_address_the_right_entries() {
         let mut m = DMatrix::from_fn(6, 5, |i, j| (10 * i + j) as f64);
         let v = MatRef::from(&m).row_block(2, 3).col_block(1, 3);
