@@ -454,6 +454,38 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
         .common
         .init_threads()
         .map_err(|e| usage(e.to_string()))?;
+    // the run list and its results, held at once, and a worker's evaluation workspace
+    let count = (plan.tasks.len() as u128)
+        .checked_mul(plan.inits.len() as u128)
+        .and_then(|x| x.checked_mul(plan.algorithms.len() as u128))
+        .and_then(|x| x.checked_mul(plan.lengths.len() as u128))
+        .and_then(|x| x.checked_mul(plan.seeds as u128));
+    let longest = plan
+        .lengths
+        .iter()
+        .map(|l| l.1)
+        .chain(plan.generalize.iter().flatten().copied())
+        .max()
+        .unwrap_or(1) as u128;
+    let h = plan.hyper.hidden as u128;
+    let estimate = count.and_then(|runs| {
+        // ~1 KB per run's spec and summary; a worker: the training tape (T·B steps) and a
+        // 1000-sequence evaluation chunk (≤ 32 MB), in f64
+        let per_worker = (4 * h + 8)
+            .checked_mul(longest.checked_mul(plan.hyper.batch as u128)?)?
+            .checked_mul(8)?
+            .checked_add(1 << 25)?;
+        runs.checked_mul(1024)?
+            .checked_add(per_worker.checked_mul(rayon::current_num_threads().max(1) as u128)?)
+    });
+    bptt::experiment::check_plan_memory(
+        estimate,
+        &format!(
+            "{} runs of up to {longest} steps",
+            count.unwrap_or(u128::MAX)
+        ),
+    )
+    .map_err(usage)?;
     let runs = plan.runs();
     let range = args.common.shard.range(runs.len());
     let start_time = now_rfc3339();

@@ -206,6 +206,45 @@ fn plan(args: &Args) -> Result<Plan, String> {
     };
     let matrices = pick(args.matrices, 20, 100, "matrices")?;
     let rho = parse_rho(args.rho.as_deref().unwrap_or("0.5:1.5:0.05"))?;
+    // what one chunk (one cell × ensemble × ρ) holds at once: every worker's workspace (the
+    // largest cell's tape, weights and eigenvalue buffers) and the chunk's results and CSV rows
+    let (n, d, t, b) = (
+        sizes.hidden as u128,
+        sizes.input as u128,
+        sizes.steps as u128,
+        sizes.batch as u128,
+    );
+    // (the thread pool is not built yet: the flag, or every core)
+    let workers = args
+        .common
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1) as u128;
+    let estimate = (|| {
+        let tape = (7 * n)
+            .checked_mul((t + 1).checked_mul(b)?)?
+            .checked_mul(3)?;
+        let weights = (4 * n).checked_mul(n.checked_add(d)?)?.checked_mul(2)?;
+        let eigen = n.checked_mul(n)?.checked_mul(6)?;
+        let inputs = d.checked_mul(t.checked_mul(b)?)?;
+        let per_worker = tape
+            .checked_add(weights)?
+            .checked_add(eigen)?
+            .checked_add(inputs)?
+            .checked_mul(8)?;
+        // per matrix: two T+1 vectors and T+1 CSV rows of ~200 bytes
+        let per_matrix = (t + 1).checked_mul(16 + 200)?;
+        per_worker
+            .checked_mul(workers)?
+            .checked_add((matrices as u128).checked_mul(per_matrix)?)
+    })();
+    bptt::experiment::check_plan_memory(
+        estimate,
+        &format!(
+            "{workers} workspaces for --hidden {n} --input {d} --steps {t} --batch {b}, \
+             and {matrices} matrices' rows per chunk"
+        ),
+    )?;
     Ok(Plan {
         cells: cells.iter().map(|c| c.to_string()).collect(),
         ensembles: ensembles.iter().map(|e| e.to_string()).collect(),

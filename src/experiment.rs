@@ -96,6 +96,36 @@ impl Shard {
 /// Write `bytes` to `path` atomically: a temporary file in the same directory, flushed and
 /// synced, then renamed over `path`. A reader (or a resumed run) sees the old file or the
 /// complete new one, never a partial one.
+/// The memory this machine can give a run now (`MemAvailable` of `/proc/meminfo`), or `None`
+/// where that is not known.
+#[must_use]
+pub fn available_memory() -> Option<u128> {
+    let info = fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Refuse a plan before anything is allocated or written: `estimate` is the bytes it would
+/// hold at once (`None`: the count overflowed), compared with [`available_memory`] (or 1 TiB
+/// where that is unknown). `what` names what the estimate counts, for the message.
+pub fn check_plan_memory(estimate: Option<u128>, what: &str) -> Result<(), String> {
+    const GIB: f64 = (1u64 << 30) as f64;
+    let limit = available_memory().unwrap_or(1 << 40);
+    match estimate {
+        Some(bytes) if bytes <= limit => Ok(()),
+        Some(bytes) => Err(format!(
+            "this plan needs about {:.1} GiB at once ({what}); {:.1} GiB are available: use \
+             smaller sizes or fewer items",
+            bytes as f64 / GIB,
+            limit as f64 / GIB
+        )),
+        None => Err(format!(
+            "this plan is too large to count ({what}): use smaller sizes or fewer items"
+        )),
+    }
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;

@@ -239,6 +239,15 @@ fn bad_flags_exit_2_with_a_clear_message() {
             vec!["--dtype", "f16"],
             "unknown dtype 'f16' (expected f32 or f64)",
         ),
+        // refused before anything is allocated or written
+        (
+            vec!["--lengths", "20", "--seeds", "100000000000000"],
+            "this plan needs about",
+        ),
+        (
+            vec!["--lengths", "20", "--seeds", "18446744073709551615"],
+            "this plan needs about",
+        ),
     ] {
         let dir = cli::temp_dir("path", "bad");
         let mut a = vec!["--out", dir.to_str().unwrap(), "--quiet"];
@@ -249,5 +258,6 @@ fn bad_flags_exit_2_with_a_clear_message() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
         assert!(!dir.join("final.csv").exists());
+        assert!(!dir.join("chunks").exists(), "{args:?}: nothing written");
     }
 }

@@ -240,6 +240,16 @@ fn bad_flags_exit_2_with_a_clear_message() {
         (vec!["--hidden", "0"], "--hidden must be at least 1"),
         (vec!["--threads", "0"], "--threads must be at least 1"),
         (vec!["--preset", "huge"], "huge"),
+        // refused before anything is allocated or written
+        (vec!["--hidden", "1000000"], "this plan needs about"),
+        (
+            vec!["--matrices", "18446744073709551615"],
+            "this plan needs about",
+        ),
+        (
+            vec!["--steps", "18446744073709551615"],
+            "this plan needs about",
+        ),
     ] {
         let mut a = vec!["--out", d];
         a.extend(args.iter().copied());
@@ -253,6 +263,7 @@ fn bad_flags_exit_2_with_a_clear_message() {
         );
     }
     assert!(!dir.join("spectral_sweep.csv").exists());
+    assert!(!dir.join("chunks").exists(), "nothing written");
 }
 
 #[test]
