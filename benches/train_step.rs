@@ -6,15 +6,12 @@
 //! `pathological` runs). Inputs are generated once, outside the timed loop (as in the peer).
 //! `cargo bench --bench train_step`.
 
-use bptt::arch::{RescalarLayer, SeqLayer};
 use bptt::engine::Inputs;
 use bptt::pathological::{Algorithm, Hyper, Init};
 use bptt::rng::stream;
 use bptt::tasks::{self, Task};
 use bptt::trainer::{Batch, Targets, Trainer};
-use bptt::{NetworkModel, Readout};
 use criterion::{Criterion, criterion_group, criterion_main};
-use nalgebra::DMatrix;
 
 fn bench(c: &mut Criterion) {
     let task = Task::TemporalOrder;
@@ -41,18 +38,7 @@ fn bench(c: &mut Criterion) {
         });
 
         // the same weights and batches in f32
-        let to32 = |m: &DMatrix<f64>| m.map(|x| x as f32);
-        let params: Vec<DMatrix<f32>> = model.net.params().into_iter().map(to32).collect();
-        let net = model.net.rebuild(&mut params.into_iter());
-        let mut readout = Readout::<f32>::uniform(50, 4, 0.0, &mut stream(0, &[]));
-        for (dst, (_, src)) in readout
-            .params_mut()
-            .tensors_mut()
-            .zip(model.readout.params().iter())
-        {
-            *dst = to32(src);
-        }
-        let mut m32 = NetworkModel::new(net, readout).unwrap();
+        let mut m32 = model.rescalar::<f32>();
         let mut ws = Trainer::new(&m32, alg.config(task, &h)).unwrap();
         let f32_batch = |b: &tasks::Batch| -> (Vec<usize>, Vec<usize>) {
             match (&b.inputs, &b.target) {

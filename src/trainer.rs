@@ -392,29 +392,11 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
         // initial states: the carried final states of the previous batch, or zero
         let fits = self.state.len() == net.state_count()
             && self.state.first().is_none_or(|s| s.ncols() == b);
-        if self.state.len() != net.state_count() {
-            // first use: one matrix per state (allocated once)
-            self.state = net
-                .state_sizes()
-                .iter()
-                .map(|&r| DMatrix::zeros(r, b))
-                .collect();
-        }
         let keep = self.config.carry_state && self.carried && fits;
         if !keep {
-            for s in &mut self.state {
-                ensure(s, s.nrows(), b);
-                s.fill(T::zero());
-            }
+            zero_states(&mut self.state, net, b);
         }
-        {
-            let empty = MatRef::new(&[], 0, 0, 1);
-            let mut views = [empty; MAX_STATES];
-            for (v, s) in views.iter_mut().zip(&self.state) {
-                *v = MatRef::from(s);
-            }
-            net.forward_slab(batch.inputs, &views[..self.state.len()], &mut self.ws)?;
-        }
+        forward_from(net, batch.inputs, &self.state, &mut self.ws)?;
         if self.config.carry_state {
             for (i, s) in self.state.iter_mut().enumerate() {
                 MatMut::from(s).copy_from(net.final_state(&self.ws, i));
@@ -656,30 +638,13 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
                 net.name()
             )));
         }
-        if self.chunk_state.len() != net.state_count() {
-            self.chunk_state = net
-                .state_sizes()
-                .iter()
-                .map(|&r| DMatrix::zeros(r, batch))
-                .collect();
-        }
-        for s in &mut self.chunk_state {
-            ensure(s, s.nrows(), batch);
-            s.fill(T::zero());
-        }
+        zero_states(&mut self.chunk_state, net, batch);
         let p = model.readout.params();
         let mut t0 = 0;
         while t0 < steps {
             let len = chunk.min(steps - t0);
             let x = inputs.col_block(t0 * batch, len * batch);
-            {
-                let empty = MatRef::new(&[], 0, 0, 1);
-                let mut views = [empty; MAX_STATES];
-                for (v, s) in views.iter_mut().zip(&self.chunk_state) {
-                    *v = MatRef::from(s);
-                }
-                net.forward_slab(x, &views[..self.chunk_state.len()], &mut self.ws)?;
-            }
+            forward_from(net, x, &self.chunk_state, &mut self.ws)?;
             let h = net.outputs(&self.ws);
             let read = |t: usize| match self.config.readout_at {
                 ReadoutAt::EveryStep => true,
@@ -731,6 +696,40 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
                 .sum::<f64>()
                 .sqrt()
     }
+}
+
+/// One zero matrix per state of `net`, `S_i × b` (allocated on first use, then reused).
+fn zero_states<T: RealField + Copy, N: SeqLayer<T>>(
+    states: &mut Vec<DMatrix<T>>,
+    net: &N,
+    b: usize,
+) {
+    if states.len() != net.state_count() {
+        *states = net
+            .state_sizes()
+            .iter()
+            .map(|&r| DMatrix::zeros(r, b))
+            .collect();
+    }
+    for s in states.iter_mut() {
+        ensure(s, s.nrows(), b);
+        s.fill(T::zero());
+    }
+}
+
+/// `net`'s slab forward pass over `x` from `states` (views kept on the stack).
+fn forward_from<T: RealField + Copy, N: SeqLayer<T>>(
+    net: &N,
+    x: Inputs<'_, T>,
+    states: &[DMatrix<T>],
+    ws: &mut N::Workspace,
+) -> Result<(), BpttError> {
+    let empty = MatRef::new(&[], 0, 0, 1);
+    let mut views = [empty; MAX_STATES];
+    for (v, s) in views.iter_mut().zip(states) {
+        *v = MatRef::from(s);
+    }
+    net.forward_slab(x, &views[..states.len()], ws)
 }
 
 /// The network's one vanilla cell, or the error that Ω does not apply to it.

@@ -6,9 +6,7 @@
 //! in f64. Then f32 against f64, schedules, the safety net and bad input.
 
 use approx::relative_eq;
-use bptt::arch::{
-    Bidirectional, Dense, RescalarLayer, Residual, SeqLayer, Stacked, Unidirectional,
-};
+use bptt::arch::{Bidirectional, Dense, Residual, SeqLayer, Stacked, Unidirectional};
 use bptt::engine::{Inputs, MatRef};
 use bptt::optim::Optimizer;
 use bptt::rng::{Rng, stream, uniform_matrix};
@@ -395,18 +393,7 @@ fn schedules_give_their_learning_rates() {
 #[test]
 fn f32_training_follows_f64() {
     let (_, b, ..) = networks(7);
-    let to32 = |m: &DMatrix<f64>| m.map(|x| x as f32);
-    let params: Vec<DMatrix<f32>> = b.net.params().into_iter().map(to32).collect();
-    let net32 = b.net.rebuild(&mut params.into_iter());
-    let mut readout32 = Readout::<f32>::uniform(8, 3, 0.5, &mut stream(0, &[]));
-    for (dst, (_, src)) in readout32
-        .params_mut()
-        .tensors_mut()
-        .zip(b.readout.params().iter())
-    {
-        *dst = to32(src);
-    }
-    let mut m32 = NetworkModel::new(net32, readout32).unwrap();
+    let mut m32 = b.rescalar::<f32>();
     let mut m64 = b;
     let cfg = Config {
         readout_at: ReadoutAt::EveryStep,
@@ -683,18 +670,7 @@ fn omega_training_in_f32_follows_f64() {
     let cell = VanillaRnn::<f64>::pytorch_init(VOCAB, 6, Activation::Tanh, rng);
     let readout = Readout::<f64>::uniform(6, 3, 0.5, rng);
     let mut m64 = NetworkModel::new(Unidirectional::new(cell), readout).unwrap();
-    let to32 = |m: &DMatrix<f64>| m.map(|x| x as f32);
-    let params: Vec<DMatrix<f32>> = m64.net.params().into_iter().map(to32).collect();
-    let net32 = m64.net.rebuild(&mut params.into_iter());
-    let mut readout32 = Readout::<f32>::uniform(6, 3, 0.5, &mut stream(0, &[]));
-    for (dst, (_, src)) in readout32
-        .params_mut()
-        .tensors_mut()
-        .zip(m64.readout.params().iter())
-    {
-        *dst = to32(src);
-    }
-    let mut m32 = NetworkModel::new(net32, readout32).unwrap();
+    let mut m32 = m64.rescalar::<f32>();
     let cfg = Config {
         safety_net: true,
         optimizer: Optimizer::sgd(0.1),
