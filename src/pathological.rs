@@ -16,11 +16,10 @@ use rand_distr::{Distribution, StandardNormal};
 
 use crate::arch::Unidirectional;
 use crate::cells::vanilla::WEIGHT_HH;
-use crate::engine::{self, MatRef};
 use crate::optim::Optimizer;
 use crate::readout::{BIAS, WEIGHT};
 use crate::rng::{Rng, stream};
-use crate::tasks::{Batch, Inputs, Target, Task};
+use crate::tasks::{Batch, Target, Task};
 use crate::trainer::{self, Dtype, OmegaRule, Record, Schedule, Trainer};
 use crate::{Activation, BpttError, Cell, NetworkModel, Readout, VanillaRnn};
 
@@ -402,41 +401,6 @@ pub fn error_rate(
     Ok(errors as f64 / n as f64)
 }
 
-/// A batch of `b` in the scalar `T`: token ids as they are, dense inputs and regression
-/// targets converted into `x` and `v` (reused across updates).
-fn batch_in<'a, T: RealField + Copy>(
-    b: &'a Batch,
-    x: &'a mut DMatrix<T>,
-    v: &'a mut DMatrix<T>,
-) -> trainer::Batch<'a, T> {
-    let convert = |src: &DMatrix<f64>, dst: &mut DMatrix<T>| {
-        crate::engine::ensure(dst, src.nrows(), src.ncols());
-        for (d, s) in dst.iter_mut().zip(src.iter()) {
-            *d = nalgebra::convert(*s);
-        }
-    };
-    if let Inputs::Dense(m) = &b.inputs {
-        convert(m, x);
-    }
-    if let Target::Value(t) = &b.target {
-        convert(t, v);
-    }
-    trainer::Batch {
-        inputs: match &b.inputs {
-            Inputs::OneHot { dim, symbols } => engine::Inputs::Tokens {
-                ids: symbols,
-                vocab: *dim,
-            },
-            Inputs::Dense(_) => engine::Inputs::Dense(MatRef::from(&*x)),
-        },
-        batch: b.batch,
-        targets: match &b.target {
-            Target::Class(c) | Target::ClassEveryStep(c) => trainer::Targets::Classes(c),
-            Target::Value(_) => trainer::Targets::Values(MatRef::from(&*v)),
-        },
-    }
-}
-
 /// Train one run: up to `h.updates` updates, validation every `h.eval_every`; when the
 /// validation error falls below 1% the final test decides, and a success stops the run.
 ///
@@ -472,7 +436,7 @@ fn train_in<T: RealField + Copy>(
     while n < h.updates {
         let len = spec.draw_length(&mut data);
         let batch: Batch = spec.task.generate(&mut data, h.batch, len)?;
-        let rec = trainer.update(&mut model_t, &batch_in(&batch, &mut x, &mut v))?;
+        let rec = trainer.update(&mut model_t, &batch.for_trainer_in(&mut x, &mut v))?;
         n += 1;
         max_norm = if rec.grad_norm.is_nan() || max_norm.is_nan() {
             f64::NAN

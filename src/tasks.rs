@@ -15,7 +15,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use nalgebra::DMatrix;
+use nalgebra::{DMatrix, RealField};
 use rand::RngExt;
 
 use crate::BpttError;
@@ -125,7 +125,49 @@ impl Batch {
     /// gather, not a GEMM with one-hot columns), targets as views.
     #[must_use]
     pub fn for_trainer(&self) -> crate::trainer::Batch<'_, f64> {
-        use crate::engine::{self, MatRef};
+        use crate::engine::MatRef;
+        let dense = match &self.inputs {
+            Inputs::Dense(x) => MatRef::from(x),
+            Inputs::OneHot { .. } => MatRef::new(&[], 0, 0, 1),
+        };
+        let values = match &self.target {
+            Target::Value(v) => MatRef::from(v),
+            _ => MatRef::new(&[], 0, 0, 1),
+        };
+        self.trainer_view(dense, values)
+    }
+
+    /// [`Batch::for_trainer`] in the scalar `T`: token ids as they are, dense inputs and
+    /// regression targets converted into `x` and `v` (buffers reused across batches).
+    pub fn for_trainer_in<'a, T: RealField + Copy>(
+        &'a self,
+        x: &'a mut DMatrix<T>,
+        v: &'a mut DMatrix<T>,
+    ) -> crate::trainer::Batch<'a, T> {
+        let convert = |src: &DMatrix<f64>, dst: &mut DMatrix<T>| {
+            crate::engine::ensure(dst, src.nrows(), src.ncols());
+            for (d, s) in dst.iter_mut().zip(src.iter()) {
+                *d = nalgebra::convert(*s);
+            }
+        };
+        if let Inputs::Dense(m) = &self.inputs {
+            convert(m, x);
+        }
+        if let Target::Value(t) = &self.target {
+            convert(t, v);
+        }
+        use crate::engine::MatRef;
+        self.trainer_view(MatRef::from(&*x), MatRef::from(&*v))
+    }
+
+    /// The trainer's batch with `dense` as the dense inputs and `values` as the regression
+    /// targets (each read only when the batch has them).
+    fn trainer_view<'a, T: Copy>(
+        &'a self,
+        dense: crate::engine::MatRef<'a, T>,
+        values: crate::engine::MatRef<'a, T>,
+    ) -> crate::trainer::Batch<'a, T> {
+        use crate::engine;
         use crate::trainer::Targets;
         crate::trainer::Batch {
             inputs: match &self.inputs {
@@ -133,12 +175,12 @@ impl Batch {
                     ids: symbols,
                     vocab: *dim,
                 },
-                Inputs::Dense(x) => engine::Inputs::Dense(MatRef::from(x)),
+                Inputs::Dense(_) => engine::Inputs::Dense(dense),
             },
             batch: self.batch,
             targets: match &self.target {
                 Target::Class(c) | Target::ClassEveryStep(c) => Targets::Classes(c),
-                Target::Value(v) => Targets::Values(MatRef::from(v)),
+                Target::Value(_) => Targets::Values(values),
             },
         }
     }
