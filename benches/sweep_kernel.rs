@@ -2,12 +2,17 @@
 //! m = 32, T = 100, B = 16): the vanilla forward/backward kernel, the eigenvalue solver (ours
 //! and faer's complete one, per 16 matrices), σ_max, and one whole matrix. `cargo bench --bench sweep_kernel`.
 
-use bptt::Activation;
-use bptt::engine::{MatMut, MatRef, Op, gemm};
+use bptt::experiment::sweep::{Sizes, SweepCell, Workspace, loss_direction, run_matrix};
+use bptt::nn::activation::Activation;
+use bptt::nn::cell::Cell;
+use bptt::nn::cells::gru::{Gru, GruVariant};
+use bptt::nn::cells::lstm::Lstm;
+use bptt::nn::cells::vanilla::VanillaRnn;
+use bptt::nn::engine::{MatMut, MatRef, Op, gemm};
+use bptt::numerics::spectral::{
+    EigenWorkspace, Ensemble, gaussian, reference_eigenvalues, sigma_max,
+};
 use bptt::rng::stream;
-use bptt::spectral::{EigenWorkspace, Ensemble, gaussian, reference_eigenvalues, sigma_max};
-use bptt::sweep::{Sizes, SweepCell, Workspace, loss_direction, run_matrix};
-use bptt::{Cell, Gru, GruVariant, Lstm, VanillaRnn};
 use criterion::{Criterion, criterion_group, criterion_main};
 use nalgebra::DMatrix;
 use std::hint::black_box;
@@ -27,8 +32,8 @@ fn bench(c: &mut Criterion) {
     let v = loss_direction(0, 128);
     let mut ws = Workspace::new(128);
     let mut cell = VanillaRnn::<f64>::zeros(32, 128, Activation::Tanh);
-    cell.params_mut()[bptt::cell::WEIGHT_HH].copy_from(&w_hh);
-    cell.params_mut()[bptt::cell::WEIGHT_IH].copy_from(&w_ih);
+    cell.params_mut()[bptt::nn::cell::WEIGHT_HH].copy_from(&w_hh);
+    cell.params_mut()[bptt::nn::cell::WEIGHT_IH].copy_from(&w_ih);
     c.bench_function("engine forward+backward tanh (128x128, T=100, B=16)", |b| {
         b.iter(|| {
             ws.grad_norms(black_box(&cell), &xs, &v, SIZES.batch)

@@ -1,7 +1,7 @@
 //! Criterion benchmark of one training update of the six workloads of
 //! `../shared/peers/train_nets_torch.py` (batch 32, T = 100, one-hot inputs over a vocabulary
 //! of 32, global-norm clipping at 1.0, SGD lr 0.01, inputs drawn once outside the timed loop,
-//! one thread), in f64 and f32, through `bptt::trainer::Trainer` — beside the **GEMM floor** of
+//! one thread), in f64 and f32, through `bptt::train::trainer::Trainer` — beside the **GEMM floor** of
 //! each: the update's GEMMs alone (per cell and step the recurrent product forward and the
 //! `W_hhᵀ` product backward, `dW_hh` over all steps, and for layers with dense inputs the input
 //! projection, `dW_ih` and `dX` over all steps), run back to back with the same kernel.
@@ -14,11 +14,16 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use bptt::arch::{Bidirectional, Residual, SeqLayer, Stacked, Unidirectional};
-use bptt::engine::{Inputs, MatMut, MatRef, Op, gemm};
+use bptt::nn::activation::Activation;
+use bptt::nn::arch::{Bidirectional, Residual, SeqLayer, Stacked, Unidirectional};
+use bptt::nn::cells::gru::{Gru, GruVariant};
+use bptt::nn::cells::lstm::Lstm;
+use bptt::nn::cells::vanilla::VanillaRnn;
+use bptt::nn::engine::{Inputs, MatMut, MatRef, Op, gemm};
+use bptt::nn::model::NetworkModel;
+use bptt::nn::readout::Readout;
 use bptt::rng::{Rng, stream, uniform_matrix};
-use bptt::trainer::{Batch, Config, ReadoutAt, Targets, Trainer};
-use bptt::{Activation, Gru, GruVariant, Lstm, NetworkModel, Readout, VanillaRnn};
+use bptt::train::trainer::{Batch, Config, ReadoutAt, Targets, Trainer};
 use criterion::{
     BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
 };

@@ -2,15 +2,15 @@
 //! workload of `../shared/peers/train_step_torch.py`: vanilla tanh RNN, 6 one-hot inputs,
 //! 50 hidden units, a linear readout to 4 classes at the last step, softmax cross-entropy,
 //! batch 20, T = 200; forward, backward, global-norm clipping at 1.0, SGD step (lr 0.01) —
-//! and SGD-CR (Ω) beside it; f64 and f32, through `bptt::trainer::Trainer` (what
+//! and SGD-CR (Ω) beside it; f64 and f32, through `bptt::train::trainer::Trainer` (what
 //! `pathological` runs). Inputs are generated once, outside the timed loop (as in the peer).
 //! `cargo bench --bench train_step`.
 
-use bptt::engine::Inputs;
-use bptt::pathological::{Algorithm, Hyper, Init};
+use bptt::experiment::pathological::{Algorithm, Hyper, Init};
+use bptt::experiment::tasks::{self, Task};
+use bptt::nn::engine::Inputs;
 use bptt::rng::stream;
-use bptt::tasks::{self, Task};
-use bptt::trainer::{Batch, Targets, Trainer};
+use bptt::train::trainer::{Batch, Targets, Trainer};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn bench(c: &mut Criterion) {

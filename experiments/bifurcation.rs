@@ -13,8 +13,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use bptt::dynamics::{bistable_interval, descend, error_and_gradient, fixed_points, iterate};
-use bptt::experiment::{CommonArgs, git_commit, now_rfc3339, write_atomic};
+use bptt::experiment::driver::{CommonArgs, git_commit, now_rfc3339, write_atomic};
+use bptt::experiment::dynamics::{
+    bistable_interval, descend, error_and_gradient, fixed_points, iterate,
+};
 use clap::{Parser, ValueEnum};
 use rayon::prelude::*;
 
@@ -371,5 +373,5 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
 }
 
 fn main() -> ExitCode {
-    bptt::experiment::exit(run(&Args::parse()))
+    bptt::experiment::driver::exit(run(&Args::parse()))
 }

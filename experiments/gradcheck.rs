@@ -1,6 +1,6 @@
 //! `gradcheck`: the human face of the gradient proof.
 //!
-//! Runs the finite-difference gradient checker (`bptt::gradcheck`) on every cell (vanilla RNN
+//! Runs the finite-difference gradient checker (`bptt::verify::gradcheck`) on every cell (vanilla RNN
 //! with each activation, LSTM, GRU in both formulations) at a few sizes, and on every
 //! architecture wrapper (stacked bidirectional, residual, dense) over every cell, with the loss
 //! at the last step (cross-entropy) and at every step (MSE); prints one row per problem. Exits
@@ -8,13 +8,17 @@
 
 use std::process::ExitCode;
 
-use bptt::arch::{Bidirectional, Dense, Residual, SeqLayer, Stacked, Unidirectional};
-use bptt::gradcheck::{self, Checkable, NetworkProblem, Problem, Verdict};
+use bptt::nn::activation::Activation;
+use bptt::nn::arch::{Bidirectional, Dense, Residual, SeqLayer, Stacked, Unidirectional};
+use bptt::nn::cell::Cell;
+use bptt::nn::cells::gru::{Gru, GruVariant};
+use bptt::nn::cells::lstm::Lstm;
+use bptt::nn::cells::vanilla::VanillaRnn;
+use bptt::nn::model::{LossAt, Model, NetworkModel, Objective, Targets};
+use bptt::nn::readout::Readout;
+use bptt::nn::sequence::Truncation;
 use bptt::rng::{Rng, stream, uniform_matrix};
-use bptt::{
-    Activation, Cell, Gru, GruVariant, LossAt, Lstm, Model, NetworkModel, Objective, Readout,
-    Targets, Truncation, VanillaRnn,
-};
+use bptt::verify::gradcheck::{self, Checkable, NetworkProblem, Problem, Verdict};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -178,30 +182,32 @@ fn network_problem<N: SeqLayer<f64>>(net: N, row: &Row, rng: &mut Rng) -> Networ
 /// Check one problem and print its row; `Err` carries a message for exit status 2.
 /// What the exact and precision oracles say about one problem.
 struct Oracles {
-    adjoint: bptt::oracle::AdjointCheck,
+    adjoint: bptt::verify::oracle::AdjointCheck,
     f32_error: f64,
 }
 
-fn cell_oracles<C: bptt::cell::Rescalar<f64>>(
+fn cell_oracles<C: bptt::nn::cell::Rescalar<f64>>(
     p: &Problem<C>,
     seed: u64,
 ) -> Result<Oracles, String> {
-    let err = |e: bptt::BpttError| e.to_string();
+    let err = |e: bptt::error::BpttError| e.to_string();
     Ok(Oracles {
-        adjoint: bptt::oracle::adjoint_sequence(&p.model.cell, &p.xs, &p.s0, seed).map_err(err)?,
-        f32_error: bptt::oracle::f32_error_sequence(&p.model.cell, &p.xs, &p.s0, seed)
+        adjoint: bptt::verify::oracle::adjoint_sequence(&p.model.cell, &p.xs, &p.s0, seed)
+            .map_err(err)?,
+        f32_error: bptt::verify::oracle::f32_error_sequence(&p.model.cell, &p.xs, &p.s0, seed)
             .map_err(err)?,
     })
 }
 
-fn net_oracles<N: bptt::arch::RescalarLayer<f64>>(
+fn net_oracles<N: bptt::nn::arch::RescalarLayer<f64>>(
     p: &NetworkProblem<N>,
     seed: u64,
 ) -> Result<Oracles, String> {
-    let err = |e: bptt::BpttError| e.to_string();
+    let err = |e: bptt::error::BpttError| e.to_string();
     Ok(Oracles {
-        adjoint: bptt::oracle::adjoint_network(&p.model.net, &p.xs, &p.s0, seed).map_err(err)?,
-        f32_error: bptt::oracle::f32_error_network(&p.model.net, &p.xs, &p.s0, seed)
+        adjoint: bptt::verify::oracle::adjoint_network(&p.model.net, &p.xs, &p.s0, seed)
+            .map_err(err)?,
+        f32_error: bptt::verify::oracle::f32_error_network(&p.model.net, &p.xs, &p.s0, seed)
             .map_err(err)?,
     })
 }
@@ -279,7 +285,7 @@ fn check_cell(kind: Kind, row: &Row, args: &Args, rng: &mut Rng) -> Result<bool,
 }
 
 /// Architecture `arch` over cells made by `make(input, hidden, rng)`.
-fn check_arch<C: bptt::cell::Rescalar<f64>>(
+fn check_arch<C: bptt::nn::cell::Rescalar<f64>>(
     arch: Arch,
     make: impl Fn(usize, usize, &mut Rng) -> C,
     row: &Row,
@@ -287,7 +293,7 @@ fn check_arch<C: bptt::cell::Rescalar<f64>>(
     rng: &mut Rng,
 ) -> Result<bool, String> {
     let (d, h) = (row.size.input, row.size.hidden);
-    let err = |e: bptt::BpttError| e.to_string();
+    let err = |e: bptt::error::BpttError| e.to_string();
     match arch {
         Arch::StackedBi => {
             let l0 = Bidirectional::new(make(d, h, rng), make(d, h, rng));

@@ -13,14 +13,14 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use bptt::Cell;
-use bptt::experiment::{ChunkStore, CommonArgs, git_commit, now_rfc3339, write_atomic};
-use bptt::optim::Optimizer;
-use bptt::pathological::{
+use bptt::experiment::driver::{ChunkStore, CommonArgs, git_commit, now_rfc3339, write_atomic};
+use bptt::experiment::pathological::{
     self, ALL_ALGORITHMS, ALL_INITS, Algorithm, Hyper, Init, Outcome, RunSpec,
 };
-use bptt::tasks::Task;
-use bptt::trainer::Dtype;
+use bptt::experiment::tasks::Task;
+use bptt::nn::cell::Cell;
+use bptt::train::optim::Optimizer;
+use bptt::train::trainer::Dtype;
 use clap::Parser;
 use rayon::prelude::*;
 
@@ -95,7 +95,7 @@ struct Args {
     #[arg(long, default_value_t = 2.0)]
     alpha: f64,
     /// Steps with ‖∂L/∂h_k‖² below this bound are left out of Ω
-    #[arg(long, default_value_t = bptt::omega::DEFAULT_BOUND)]
+    #[arg(long, default_value_t = bptt::train::omega::DEFAULT_BOUND)]
     omega_bound: f64,
     /// Validate every N updates
     #[arg(long, default_value_t = 250)]
@@ -130,7 +130,7 @@ impl From<InitArg> for String {
     }
 }
 fn parse_dtype(s: &str) -> Result<Dtype, String> {
-    s.parse().map_err(|e: bptt::BpttError| e.to_string())
+    s.parse().map_err(|e: bptt::error::BpttError| e.to_string())
 }
 fn parse_init(s: &str) -> Result<InitArg, String> {
     s.parse().map(InitArg)
@@ -191,7 +191,7 @@ impl Plan {
 
 fn plan(a: &Args) -> Result<Plan, String> {
     let tasks: Vec<Task> = if a.tasks.iter().any(|t| t == "all") {
-        bptt::tasks::ALL_TASKS.to_vec()
+        bptt::experiment::tasks::ALL_TASKS.to_vec()
     } else {
         a.tasks
             .iter()
@@ -395,7 +395,7 @@ fn save_model(dir: &Path, spec: &RunSpec, o: &Outcome, plan: &Plan) -> Result<()
     meta.insert("updates".into(), o.updates.to_string());
     meta.insert("test_error".into(), o.test_error.to_string());
     meta.insert("seed".into(), plan.seed.to_string());
-    let bytes = bptt::import::to_safetensors(
+    let bytes = bptt::nn::import::to_safetensors(
         &[
             ("", o.model.net.cell.params(), "_l0"),
             ("readout.", o.model.readout.params(), ""),
@@ -478,7 +478,7 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
         runs.checked_mul(1024)?
             .checked_add(per_worker.checked_mul(rayon::current_num_threads().max(1) as u128)?)
     });
-    bptt::experiment::check_plan_memory(
+    bptt::experiment::driver::check_plan_memory(
         estimate,
         &format!(
             "{} runs of up to {longest} steps",
@@ -593,5 +593,5 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    bptt::experiment::exit(run(&args))
+    bptt::experiment::driver::exit(run(&args))
 }

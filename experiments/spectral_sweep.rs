@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use bptt::experiment::{ChunkStore, CommonArgs, git_commit, now_rfc3339, write_atomic};
-use bptt::spectral::Ensemble;
-use bptt::sweep::{MatrixResult, Sizes, SweepCell, Workspace, loss_direction, run_matrix};
+use bptt::experiment::driver::{ChunkStore, CommonArgs, git_commit, now_rfc3339, write_atomic};
+use bptt::experiment::sweep::{
+    MatrixResult, Sizes, SweepCell, Workspace, loss_direction, run_matrix,
+};
+use bptt::numerics::spectral::Ensemble;
 use clap::Parser;
 use rayon::prelude::*;
 
@@ -87,7 +89,7 @@ thread_local! {
 fn parse_cell(s: &str) -> Result<SweepCellArg, String> {
     s.parse()
         .map(SweepCellArg)
-        .map_err(|e: bptt::BpttError| e.to_string())
+        .map_err(|e: bptt::error::BpttError| e.to_string())
 }
 
 #[derive(Clone, Copy, Debug, serde::Serialize)]
@@ -101,7 +103,7 @@ impl From<EnsembleArg> for String {
 fn parse_ensemble(s: &str) -> Result<EnsembleArg, String> {
     s.parse()
         .map(EnsembleArg)
-        .map_err(|e: bptt::BpttError| e.to_string())
+        .map_err(|e: bptt::error::BpttError| e.to_string())
 }
 
 /// The resolved work of a run.
@@ -178,7 +180,7 @@ fn plan(args: &Args) -> Result<Plan, String> {
     let cells: Vec<SweepCell> = if !args.cells.is_empty() {
         args.cells.iter().map(|c| c.0).collect()
     } else if preset {
-        vec![SweepCell::Rnn(bptt::Activation::Tanh)]
+        vec![SweepCell::Rnn(bptt::nn::activation::Activation::Tanh)]
     } else {
         SweepCell::ALL.to_vec()
     };
@@ -238,7 +240,7 @@ fn plan(args: &Args) -> Result<Plan, String> {
             .checked_mul(workers)?
             .checked_add((matrices as u128).checked_mul(per_matrix)?)
     })();
-    bptt::experiment::check_plan_memory(
+    bptt::experiment::driver::check_plan_memory(
         estimate,
         &format!(
             "{workers} workspaces for --hidden {n} --input {d} --steps {t} --batch {b}, \
@@ -567,5 +569,5 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
 }
 
 fn main() -> ExitCode {
-    bptt::experiment::exit(run(&Args::parse()))
+    bptt::experiment::driver::exit(run(&Args::parse()))
 }

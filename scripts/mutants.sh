@@ -7,7 +7,7 @@
 # a test or argued equivalent in proofs/README.md.
 #
 #   scripts/mutants.sh                      # everything (hours on 2 cores)
-#   scripts/mutants.sh --file src/clip.rs   # extra cargo-mutants flags narrow or extend the run
+#   scripts/mutants.sh --file src/train/clip.rs   # extra cargo-mutants flags narrow or extend the run
 #   MUTANTS_OUT=target/m scripts/mutants.sh --iterate
 #                                           # continue: skip what a previous run into target/m
 #                                           # caught or found unviable (tests missed ones again)
@@ -18,12 +18,12 @@ command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants
 # wrong backward pass fails within the first few cases (the fixed seed keeps this reproducible)
 export PROPTEST_CASES="${PROPTEST_CASES:-64}"
 cargo mutants --no-shuffle --timeout 600 --profile mutants --output "${MUTANTS_OUT:-target/mutants}" \
-  --file src/cells/vanilla.rs --file src/cells/lstm.rs --file src/cells/gru.rs \
-  --file src/sequence.rs --file src/arch/mod.rs --file src/arch/bidirectional.rs \
-  --file src/arch/residual.rs --file src/arch/stacked.rs --file src/arch/dense.rs \
-  --file src/readout.rs --file src/activation.rs --file src/clip.rs \
-  --file src/omega.rs --file src/pathological.rs \
-  --file src/engine/mod.rs --file src/engine/mat.rs --file src/trainer.rs --file src/optim.rs \
+  --file src/nn/cells/vanilla.rs --file src/nn/cells/lstm.rs --file src/nn/cells/gru.rs \
+  --file src/nn/sequence.rs --file src/nn/arch/mod.rs --file src/nn/arch/bidirectional.rs \
+  --file src/nn/arch/residual.rs --file src/nn/arch/stacked.rs --file src/nn/arch/dense.rs \
+  --file src/nn/readout.rs --file src/nn/activation.rs --file src/train/clip.rs \
+  --file src/train/omega.rs --file src/experiment/pathological.rs \
+  --file src/nn/engine/mod.rs --file src/nn/engine/mat.rs --file src/train/trainer.rs --file src/train/optim.rs \
   --re 'backward|derivative|clip|global_norm|softmax_cross_entropy|mse|cell_backward' \
   --re 'loss|update|squared_error|penalty|safety_net|omega|delta_sq|predict|count_errors' \
   --re 'recurrent_param_grads|row_sums|add_to|gemm|reverse_time|running|apply|grad_norm' \

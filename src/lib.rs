@@ -10,9 +10,13 @@
 //! `T: nalgebra::RealField + Copy` (f32, f64, dual numbers).
 //!
 //! ```
-//! use bptt::gradcheck::{self, Problem};
+//! use bptt::verify::gradcheck::{self, Problem};
 //! use bptt::rng::{stream, uniform_matrix};
-//! use bptt::{Activation, LossAt, Model, Objective, Readout, Targets, Truncation, VanillaRnn};
+//! use bptt::nn::activation::Activation;
+//! use bptt::nn::model::{LossAt, Model, Objective, Targets};
+//! use bptt::nn::readout::Readout;
+//! use bptt::nn::sequence::Truncation;
+//! use bptt::nn::cells::vanilla::VanillaRnn;
 //!
 //! // a tanh RNN (input 3, hidden 4) with a 2-unit readout, PyTorch initialisation
 //! let mut rng = stream(42, &[]);
@@ -37,40 +41,13 @@
 //! assert!(report.passed(), "{report}");
 //! ```
 
-pub mod activation;
-pub mod arch;
-pub mod cell;
-pub mod cells;
-pub mod clip;
-pub mod dynamics;
-pub mod engine;
 pub mod error;
-pub mod experiment;
-pub mod fastmath;
-pub mod gradcheck;
-pub mod hqr;
-pub mod import;
-pub mod model;
-pub mod omega;
-pub mod optim;
-pub mod oracle;
-pub mod params;
-pub mod pathological;
-pub mod readout;
 pub mod rng;
-pub mod sequence;
-pub mod spectral;
-pub mod sweep;
-pub mod tasks;
-pub mod trainer;
 
-pub use activation::Activation;
-pub use cell::Cell;
-pub use cells::gru::{Gru, GruGate, GruVariant};
-pub use cells::lstm::{Lstm, LstmGate};
-pub use cells::vanilla::VanillaRnn;
-pub use error::BpttError;
-pub use model::{LossAt, Model, ModelGrads, NetworkGrads, NetworkModel, Objective, Targets};
-pub use params::Params;
-pub use readout::Readout;
-pub use sequence::{SequenceGrads, Trajectory, Truncation, Upstream};
+pub mod nn;
+pub mod numerics;
+pub mod train;
+pub mod verify;
+
+#[cfg(feature = "experiments")]
+pub mod experiment;

@@ -7,13 +7,17 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell as StdCell;
 
-use bptt::engine::{self, Inputs, MatRef, Tape, Upstream, Want};
-use bptt::optim::Optimizer;
-use bptt::pathological::{Algorithm, Hyper, Init};
+use bptt::experiment::pathological::{Algorithm, Hyper, Init};
+use bptt::experiment::tasks::Task;
+use bptt::nn::activation::Activation;
+use bptt::nn::cell::Cell;
+use bptt::nn::cells::gru::{Gru, GruVariant};
+use bptt::nn::cells::lstm::Lstm;
+use bptt::nn::cells::vanilla::VanillaRnn;
+use bptt::nn::engine::{self, Inputs, MatRef, Tape, Upstream, Want};
+use bptt::nn::sequence::Truncation;
 use bptt::rng::{stream, uniform_matrix};
-use bptt::sequence::Truncation;
-use bptt::tasks::Task;
-use bptt::{Activation, Cell, Gru, GruVariant, Lstm, VanillaRnn};
+use bptt::train::optim::Optimizer;
 use nalgebra::{DMatrix, DVector};
 
 struct Counting;
@@ -148,7 +152,7 @@ fn warm_engine_passes_allocate_nothing_for_every_cell() {
 #[test]
 fn warm_sweep_measurement_allocates_only_its_result() {
     let (rnns, lstm, _) = cells();
-    let mut ws = bptt::sweep::Workspace::new(16);
+    let mut ws = bptt::experiment::sweep::Workspace::new(16);
     let xs = uniform_matrix::<f64>(&mut stream(2, &[]), 9, 20 * 4, 1.0);
     let v = DVector::from_element(16, 0.25);
     for cell in &rnns {
@@ -178,7 +182,8 @@ fn warm_training_update_allocates_nothing() {
         },
         ..Hyper::default()
     };
-    let mut ws = bptt::trainer::Trainer::new(&model, Algorithm::SgdCR.config(task, &h)).unwrap();
+    let mut ws =
+        bptt::train::trainer::Trainer::new(&model, Algorithm::SgdCR.config(task, &h)).unwrap();
     let mut counts = Vec::new();
     for length in [50, 200] {
         let batch = task
@@ -195,9 +200,10 @@ fn warm_training_update_allocates_nothing() {
 
 #[test]
 fn warm_network_updates_allocate_nothing() {
-    use bptt::arch::{Bidirectional, Residual, Stacked, Unidirectional};
-    use bptt::trainer::{Batch, Config, Loss, ReadoutAt, Targets, Trainer};
-    use bptt::{NetworkModel, Readout};
+    use bptt::nn::arch::{Bidirectional, Residual, Stacked, Unidirectional};
+    use bptt::nn::model::NetworkModel;
+    use bptt::nn::readout::Readout;
+    use bptt::train::trainer::{Batch, Config, Loss, ReadoutAt, Targets, Trainer};
     let mut rng = stream(7, &[]);
     let ids: Vec<usize> = (0..12 * 4).map(|j| (j * 5 + 1) % 9).collect();
     let classes: Vec<usize> = (0..12 * 4).map(|j| j % 3).collect();
@@ -212,7 +218,7 @@ fn warm_network_updates_allocate_nothing() {
     let cfg = Config {
         readout_at: ReadoutAt::EveryStep,
         loss: Loss::SoftmaxCrossEntropy,
-        optimizer: bptt::optim::Optimizer::adam(1e-3),
+        optimizer: bptt::train::optim::Optimizer::adam(1e-3),
         carry_state: true,
         safety_net: true,
         ..Config::default()

@@ -4,15 +4,17 @@
 
 mod harness;
 
-use bptt::arch::{
+use bptt::nn::activation::Activation;
+use bptt::nn::arch::{
     Bidirectional, Dense, RescalarLayer, Residual, SeqLayer, Stacked, Unidirectional,
 };
-use bptt::gradcheck::{self, NetworkProblem};
+use bptt::nn::cells::gru::{Gru, GruVariant};
+use bptt::nn::cells::lstm::Lstm;
+use bptt::nn::cells::vanilla::VanillaRnn;
+use bptt::nn::model::{LossAt, NetworkModel, Objective, Targets};
+use bptt::nn::readout::Readout;
 use bptt::rng::{Rng, stream, uniform_matrix};
-use bptt::{
-    Activation, Gru, GruVariant, LossAt, Lstm, NetworkModel, Objective, Readout, Targets,
-    VanillaRnn,
-};
+use bptt::verify::gradcheck::{self, NetworkProblem};
 use nalgebra::DMatrix;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -147,7 +149,7 @@ fn assert_checks<N: RescalarLayer<f64>>(
 ) -> Result<(), TestCaseError> {
     let p = network_problem(net, case, rng);
     // the exact oracle: ⟨v, J u⟩ by dual numbers = ⟨Jᵀ v, u⟩ by our backward
-    let a = bptt::oracle::adjoint_network(&p.model.net, &p.xs, &p.s0, case.seed)
+    let a = bptt::verify::oracle::adjoint_network(&p.model.net, &p.xs, &p.s0, case.seed)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert!(a.passed(), "{case:?} {}: {a:?}", p.model.net.name());
     let report = gradcheck::check(&p, gradcheck::Config::default())
@@ -158,7 +160,7 @@ fn assert_checks<N: RescalarLayer<f64>>(
 }
 
 /// Build the architecture of `case` from cells made by `make(input, hidden, scale, rng)`, and check it.
-fn check_architecture<C: bptt::cell::Rescalar<f64>>(
+fn check_architecture<C: bptt::nn::cell::Rescalar<f64>>(
     case: &ArchCase,
     make: impl harness::MakeCell<C>,
 ) -> Result<(), TestCaseError> {

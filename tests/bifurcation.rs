@@ -3,11 +3,11 @@
 
 mod harness;
 
-use bptt::activation::sigmoid;
-use bptt::dynamics::{
+use bptt::experiment::dynamics::{
     bistable_interval, descend, error_and_gradient, fixed_points, iterate, one_unit_problem,
 };
-use bptt::gradcheck;
+use bptt::nn::activation::sigmoid;
+use bptt::verify::gradcheck;
 use proptest::prelude::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bifurcation");

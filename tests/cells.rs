@@ -2,8 +2,11 @@
 
 mod harness;
 
+use bptt::nn::activation::Activation;
+use bptt::nn::cells::gru::{Gru, GruVariant};
+use bptt::nn::cells::lstm::Lstm;
+use bptt::nn::cells::vanilla::VanillaRnn;
 use bptt::rng::Rng;
-use bptt::{Activation, Gru, GruVariant, Lstm, VanillaRnn};
 
 fn rnn(act: Activation) -> impl Fn(usize, usize, f64, &mut Rng) -> VanillaRnn<f64> + Copy {
     move |input, hidden, scale, rng| VanillaRnn::uniform(input, hidden, act, scale, rng)

@@ -2,9 +2,9 @@
 
 mod harness;
 
-use bptt::Params;
-use bptt::clip::{Clip, clip_global_norm, clip_value, global_norm};
+use bptt::nn::params::Params;
 use bptt::rng::{stream, uniform_matrix};
+use bptt::train::clip::{Clip, clip_global_norm, clip_value, global_norm};
 use proptest::prelude::*;
 
 /// Two groups of random gradients with entries of size ~`magnitude`.

@@ -1,5 +1,5 @@
 //! The eigenvalue solver of the spectral sweep (faer's Hessenberg reduction + our
-//! eigenvalues-only Francis QR, `bptt::hqr`) against independent oracles: faer's complete
+//! eigenvalues-only Francis QR, `bptt::numerics::hqr`) against independent oracles: faer's complete
 //! eigenvalue solver (multishift QR with aggressive early deflation, a different algorithm and
 //! implementation), nalgebra's Schur decomposition, and matrices whose spectra are known in
 //! closed form.
@@ -7,16 +7,14 @@
 mod harness;
 
 use approx::assert_relative_eq;
-use bptt::hqr::hessenberg_eigenvalues;
+use bptt::numerics::hqr::{NoConvergence, hessenberg_eigenvalues};
+use bptt::numerics::spectral::{EigenWorkspace, Ensemble, haar_orthogonal, reference_eigenvalues};
 use bptt::rng::stream;
-use bptt::spectral::{
-    EigenWorkspace, Ensemble, NoConvergence, haar_orthogonal, reference_eigenvalues,
-};
 use nalgebra::DMatrix;
 use proptest::prelude::*;
 use std::f64::consts::PI;
 
-/// Every eigenvalue of `m` by faer's own solver (no code shared with `bptt::hqr`).
+/// Every eigenvalue of `m` by faer's own solver (no code shared with `bptt::numerics::hqr`).
 fn faer_eigenvalues(m: &DMatrix<f64>) -> Vec<(f64, f64)> {
     reference_eigenvalues(m).expect("faer converges")
 }

@@ -2,10 +2,13 @@
 //! write: each validation of `engine::forward` / `engine::backward` on its own (written for the
 //! survivors of the engine's mutation run, `proofs/README.md`).
 
-use bptt::engine::{self, Inputs, MatRef, Tape, Upstream, Want};
+use bptt::nn::activation::Activation;
+use bptt::nn::cell::Cell;
+use bptt::nn::cells::lstm::Lstm;
+use bptt::nn::cells::vanilla::VanillaRnn;
+use bptt::nn::engine::{self, Inputs, MatRef, Tape, Upstream, Want};
+use bptt::nn::sequence::Truncation;
 use bptt::rng::{stream, uniform_matrix};
-use bptt::sequence::Truncation;
-use bptt::{Activation, Cell, Lstm, VanillaRnn};
 use nalgebra::DMatrix;
 
 fn cell() -> VanillaRnn<f64> {
@@ -37,7 +40,7 @@ fn back<C: Cell<f64>>(
     want: Want,
     grads: Option<&mut [DMatrix<f64>]>,
     dx: Option<&mut DMatrix<f64>>,
-) -> Result<(), bptt::BpttError> {
+) -> Result<(), bptt::error::BpttError> {
     engine::backward(c, x, tape, up, Truncation::Full, want, grads, dx)
 }
 

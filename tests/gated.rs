@@ -2,10 +2,14 @@
 
 use std::path::Path;
 
-use bptt::import::StateDict;
+use bptt::nn::activation::Activation;
+use bptt::nn::cell::Cell;
+use bptt::nn::cells::gru::{Gru, GruVariant};
+use bptt::nn::cells::lstm::Lstm;
+use bptt::nn::cells::vanilla::VanillaRnn;
+use bptt::nn::import::StateDict;
+use bptt::nn::sequence::{self, Truncation, Upstream};
 use bptt::rng::{stream, uniform_matrix};
-use bptt::sequence::{self, Truncation, Upstream};
-use bptt::{Activation, Cell, Gru, GruVariant, Lstm, VanillaRnn};
 
 fn fixture(name: &str) -> StateDict {
     StateDict::load(
@@ -90,10 +94,10 @@ fn lstm_reports_the_cell_state_gradient_at_every_step() {
 /// only one size): an error, not a panic in the backward pass's row split.
 #[test]
 fn bidirectional_rejects_unequal_hidden_sizes() {
-    use bptt::arch::{Bidirectional, SeqLayer};
+    use bptt::nn::arch::{Bidirectional, SeqLayer};
     let mut rng = bptt::rng::stream(5, &[]);
-    let f = bptt::Lstm::<f64>::pytorch_init(3, 4, &mut rng);
-    let r = bptt::Lstm::<f64>::pytorch_init(3, 5, &mut rng);
+    let f = bptt::nn::cells::lstm::Lstm::<f64>::pytorch_init(3, 4, &mut rng);
+    let r = bptt::nn::cells::lstm::Lstm::<f64>::pytorch_init(3, 5, &mut rng);
     let layer = Bidirectional::new(f, r);
     let xs = vec![nalgebra::DMatrix::zeros(3, 2); 3];
     let s0 = vec![

@@ -3,10 +3,15 @@
 
 mod harness;
 
-use bptt::engine::{MatMut, MatRef, Op, gemm};
-use bptt::gradcheck::{self, Problem, Verdict};
+use bptt::nn::activation::Activation;
+use bptt::nn::cell::Cell;
+use bptt::nn::cells::vanilla::VanillaRnn;
+use bptt::nn::engine::{MatMut, MatRef, Op, gemm};
+use bptt::nn::model::LossAt;
+use bptt::nn::params::Params;
+use bptt::nn::sequence::Truncation;
 use bptt::rng::{Rng, stream};
-use bptt::{Activation, Cell, LossAt, Params, Truncation, VanillaRnn};
+use bptt::verify::gradcheck::{self, Problem, Verdict};
 use nalgebra::DMatrix;
 
 /// A vanilla cell whose backward pass is wrong in a chosen way: the checker must notice.
@@ -94,7 +99,7 @@ impl Cell<f64> for Broken {
                 let mut dw = DMatrix::zeros(grads[1].nrows(), grads[1].ncols());
                 gemm(MatMut::from(&mut dw), false, Op::N(d_hh), Op::T(h_prev));
                 grads[1] -= dw;
-                bptt::engine::mat::add_to(grads[3].as_mut_slice(), d_hh_sums);
+                bptt::nn::engine::mat::add_to(grads[3].as_mut_slice(), d_hh_sums);
             }
             Bug::DropBiasGradient => {
                 gemm(
@@ -111,7 +116,7 @@ impl Cell<f64> for Broken {
     }
 }
 
-impl bptt::cell::Rescalar<f64> for Broken {
+impl bptt::nn::cell::Rescalar<f64> for Broken {
     // the forward pass is the correct cell's, so the dual-number oracle runs the correct cell
     type With<U: nalgebra::RealField + Copy> = VanillaRnn<U>;
     fn with_params<U: nalgebra::RealField + Copy>(&self, params: Params<U>) -> VanillaRnn<U> {
@@ -138,9 +143,9 @@ fn dual_oracle_rejects_and_locates_each_bug() {
             .map(|_| bptt::rng::uniform_matrix(&mut rng, 3, 2, 1.0))
             .collect();
         let s0 = bptt::rng::uniform_matrix(&mut rng, 4, 2, 1.0);
-        let a = bptt::oracle::adjoint_sequence(&cell, &xs, &s0, 1).unwrap();
+        let a = bptt::verify::oracle::adjoint_sequence(&cell, &xs, &s0, 1).unwrap();
         assert!(!a.passed() && a.error > 1e-6, "{bug:?}: {a:?}");
-        let located = bptt::oracle::locate_fault(&cell, &xs, &s0, 1)
+        let located = bptt::verify::oracle::locate_fault(&cell, &xs, &s0, 1)
             .unwrap()
             .expect("a fault");
         if let Some(t) = tensor {
@@ -154,7 +159,7 @@ fn dual_oracle_rejects_and_locates_each_bug() {
         .map(|_| bptt::rng::uniform_matrix(&mut rng, 3, 2, 1.0))
         .collect();
     assert_eq!(
-        bptt::oracle::locate_fault(
+        bptt::verify::oracle::locate_fault(
             &cell,
             &xs,
             &bptt::rng::uniform_matrix(&mut rng, 4, 2, 1.0),
@@ -250,13 +255,13 @@ fn relu_kinks_inside_the_stencil_are_excluded_and_counted() {
     cell.params_mut()[0][(0, 0)] = 0.5; // w_ih
     cell.params_mut()[2][(0, 0)] = -0.5 + 1e-7; // b_ih
     let mut rng = stream(1, &[]);
-    let readout = bptt::Readout::uniform(1, 1, 1.0, &mut rng);
+    let readout = bptt::nn::readout::Readout::uniform(1, 1, 1.0, &mut rng);
     let p = Problem {
-        model: bptt::Model::new(cell, readout).unwrap(),
+        model: bptt::nn::model::Model::new(cell, readout).unwrap(),
         xs: vec![DMatrix::from_element(1, 1, 1.0)],
         s0: DMatrix::zeros(1, 1),
-        objective: bptt::Objective {
-            targets: bptt::Targets::Mse(vec![DMatrix::from_element(1, 1, 2.0)]),
+        objective: bptt::nn::model::Objective {
+            targets: bptt::nn::model::Targets::Mse(vec![DMatrix::from_element(1, 1, 2.0)]),
             at: LossAt::Last,
         },
         truncation: Truncation::Full,

@@ -4,12 +4,16 @@
 
 mod harness;
 
-use bptt::cell::Rescalar;
-use bptt::gradcheck::{self, Checkable};
-use bptt::oracle::{adjoint_sequence, full_jacobian_discrepancy};
+use bptt::nn::activation::Activation;
+use bptt::nn::cell::Rescalar;
+use bptt::nn::cells::gru::{Gru, GruVariant};
+use bptt::nn::cells::lstm::Lstm;
+use bptt::nn::cells::vanilla::VanillaRnn;
+use bptt::nn::params::Params;
+use bptt::nn::sequence::{self, Truncation, Upstream};
 use bptt::rng::{Rng, stream, uniform_matrix};
-use bptt::sequence::{self, Truncation, Upstream};
-use bptt::{Activation, Gru, GruVariant, Lstm, Params, VanillaRnn};
+use bptt::verify::gradcheck::{self, Checkable};
+use bptt::verify::oracle::{adjoint_sequence, full_jacobian_discrepancy};
 use nalgebra::DMatrix;
 
 /// Full Jacobian of (outputs, final state) w.r.t. (θ, x, s0): forward mode column by column
@@ -45,7 +49,7 @@ struct Skewed(gradcheck::Problem<VanillaRnn<f64>>);
 
 impl Checkable for Skewed {
     type Context = Vec<DMatrix<f64>>;
-    fn analytic(&self) -> Result<(gradcheck::Analytic, Self::Context), bptt::BpttError> {
+    fn analytic(&self) -> Result<(gradcheck::Analytic, Self::Context), bptt::error::BpttError> {
         let (mut a, c) = self.0.analytic()?;
         a.variables[1].gradient[(0, 0)] *= 1.01;
         Ok((a, c))
@@ -53,7 +57,7 @@ impl Checkable for Skewed {
     fn variable_mut(&mut self, i: usize) -> &mut DMatrix<f64> {
         self.0.variable_mut(i)
     }
-    fn evaluate(&self, c: &Self::Context) -> Result<(f64, Vec<bool>), bptt::BpttError> {
+    fn evaluate(&self, c: &Self::Context) -> Result<(f64, Vec<bool>), bptt::error::BpttError> {
         self.0.evaluate(c)
     }
 }
@@ -68,7 +72,7 @@ fn taylor_test_has_order_two_for_the_right_gradient_and_one_for_a_wrong_one() {
         outputs: 2,
         scale: 0.9,
         seed: 17,
-        at: bptt::LossAt::EveryStep,
+        at: bptt::nn::model::LossAt::EveryStep,
         classify: false,
         truncation: Truncation::Full,
     };

@@ -8,8 +8,9 @@ use cli::read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use bptt::import::StateDict;
-use bptt::{Activation, VanillaRnn};
+use bptt::nn::activation::Activation;
+use bptt::nn::cells::vanilla::VanillaRnn;
+use bptt::nn::import::StateDict;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pathological");
 

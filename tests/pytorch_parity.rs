@@ -10,10 +10,14 @@
 
 use std::path::{Path, PathBuf};
 
-use bptt::arch::{Bidirectional, SeqLayer, Stacked, Unidirectional};
-use bptt::import::StateDict;
-use bptt::sequence::{self, Truncation, Upstream};
-use bptt::{Activation, Cell, Gru, GruVariant, Lstm, VanillaRnn};
+use bptt::nn::activation::Activation;
+use bptt::nn::arch::{Bidirectional, SeqLayer, Stacked, Unidirectional};
+use bptt::nn::cell::Cell;
+use bptt::nn::cells::gru::{Gru, GruVariant};
+use bptt::nn::cells::lstm::Lstm;
+use bptt::nn::cells::vanilla::VanillaRnn;
+use bptt::nn::import::StateDict;
+use bptt::nn::sequence::{self, Truncation, Upstream};
 use nalgebra::DMatrix;
 
 /// Agreement required: |ours − torch| ≤ 1e-12 · max(|ours|, |torch|), or, for entries far below
@@ -247,9 +251,9 @@ fn check_file<C: Cell<f64>>(
     layers: usize,
     bidirectional: bool,
     has_c: bool,
-    load: impl Fn(&StateDict, usize, bool) -> Result<C, bptt::BpttError> + Copy,
+    load: impl Fn(&StateDict, usize, bool) -> Result<C, bptt::error::BpttError> + Copy,
 ) -> Result<f64, Vec<String>> {
-    let err = |e: bptt::BpttError| vec![e.to_string()];
+    let err = |e: bptt::error::BpttError| vec![e.to_string()];
     if bidirectional {
         let net: Stacked<Bidirectional<C>> =
             Stacked::from_state_dict_bidirectional(sd, layers, load).map_err(err)?;

@@ -4,9 +4,14 @@
 //! of tokens are errors, not panics.
 
 use approx::relative_eq;
-use bptt::engine::{self, Inputs, MatRef, Tape, Upstream, Want};
+use bptt::error::BpttError;
+use bptt::nn::activation::Activation;
+use bptt::nn::cell::Cell;
+use bptt::nn::cells::gru::{Gru, GruVariant};
+use bptt::nn::cells::lstm::Lstm;
+use bptt::nn::cells::vanilla::VanillaRnn;
+use bptt::nn::engine::{self, Inputs, MatRef, Tape, Upstream, Want};
 use bptt::rng::{stream, uniform_matrix};
-use bptt::{Activation, BpttError, Cell, Gru, GruVariant, Lstm, VanillaRnn};
 use nalgebra::DMatrix;
 use rand::RngExt;
 
@@ -41,7 +46,7 @@ fn run<C: Cell<f64>>(
     x: Inputs<'_, f64>,
     s0: &DMatrix<f64>,
     d_outputs: &DMatrix<f64>,
-) -> (Tape<f64>, bptt::Params<f64>) {
+) -> (Tape<f64>, bptt::nn::params::Params<f64>) {
     let mut tape = Tape::default();
     engine::forward(cell, x, MatRef::from(s0), &mut tape, None).unwrap();
     let up = Upstream {

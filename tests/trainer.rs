@@ -1,4 +1,4 @@
-//! The network trainer (`bptt::trainer`) against an independent per-step reference: the
+//! The network trainer (`bptt::train::trainer`) against an independent per-step reference: the
 //! harness-proven per-step network API (`SeqLayer::forward` / `backward` on lists of matrices),
 //! a readout, losses and optimizers written out here step by step with nalgebra. K updates of
 //! every wrapper, both readout placements, every loss, SGD with momentum and Adam, token and
@@ -6,12 +6,17 @@
 //! in f64. Then f32 against f64, schedules, the safety net and bad input.
 
 use approx::relative_eq;
-use bptt::arch::{Bidirectional, Dense, Residual, SeqLayer, Stacked, Unidirectional};
-use bptt::engine::{Inputs, MatRef};
-use bptt::optim::Optimizer;
+use bptt::nn::activation::Activation;
+use bptt::nn::arch::{Bidirectional, Dense, Residual, SeqLayer, Stacked, Unidirectional};
+use bptt::nn::cells::gru::{Gru, GruVariant};
+use bptt::nn::cells::lstm::Lstm;
+use bptt::nn::cells::vanilla::VanillaRnn;
+use bptt::nn::engine::{Inputs, MatRef};
+use bptt::nn::model::NetworkModel;
+use bptt::nn::readout::Readout;
 use bptt::rng::{Rng, stream, uniform_matrix};
-use bptt::trainer::{Batch, Config, Loss, ReadoutAt, Schedule, Targets, Trainer};
-use bptt::{Activation, Gru, GruVariant, Lstm, NetworkModel, Readout, VanillaRnn};
+use bptt::train::optim::Optimizer;
+use bptt::train::trainer::{Batch, Config, Loss, ReadoutAt, Schedule, Targets, Trainer};
 use nalgebra::DMatrix;
 use rand::RngExt;
 
@@ -487,7 +492,7 @@ fn the_safety_net_shrinks_the_recurrent_matrices() {
 
 #[test]
 fn dtypes_parse_and_print() {
-    use bptt::trainer::Dtype;
+    use bptt::train::trainer::Dtype;
     for (s, d) in [("f32", Dtype::F32), ("float64", Dtype::F64)] {
         assert_eq!(s.parse::<Dtype>().unwrap(), d);
     }
@@ -624,7 +629,7 @@ fn chunked_prediction_equals_the_whole_forward_for_every_wrapper() {
 
 #[test]
 fn omega_is_refused_for_networks_that_are_not_one_vanilla_layer() {
-    use bptt::trainer::OmegaRule;
+    use bptt::train::trainer::OmegaRule;
     let (lstm, _, _, dense) = networks(23);
     let cfg = Config {
         omega: Some(OmegaRule {
@@ -665,7 +670,7 @@ fn omega_is_refused_for_networks_that_are_not_one_vanilla_layer() {
 #[test]
 fn omega_training_in_f32_follows_f64() {
     // SGD-CR (Ω with α = 2, clipping, the safety net) in both dtypes from the same weights
-    use bptt::trainer::OmegaRule;
+    use bptt::train::trainer::OmegaRule;
     let rng = &mut stream(26, &[]);
     let cell = VanillaRnn::<f64>::pytorch_init(VOCAB, 6, Activation::Tanh, rng);
     let readout = Readout::<f64>::uniform(6, 3, 0.5, rng);

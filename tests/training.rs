@@ -4,15 +4,22 @@
 //! chance error rates against their analytic values; clipping and the safety net.
 
 use approx::relative_eq;
-use bptt::cell::Cell;
-use bptt::gradcheck::{self, Config, Verdict};
-use bptt::omega::{self, OmegaProblem};
-use bptt::optim::Optimizer;
-use bptt::pathological::{self, ALL_INITS, Algorithm, Hyper, Init, RnnModel, RnnTrainer, RunSpec};
+use bptt::experiment::pathological::{
+    self, ALL_INITS, Algorithm, Hyper, Init, RnnModel, RnnTrainer, RunSpec,
+};
+use bptt::experiment::tasks::{
+    ALL_TASKS, Batch, Inputs, MEMORY_LENGTH, Target, Task, count_errors,
+};
+use bptt::nn::cell::Cell;
+use bptt::nn::cells::vanilla::VanillaRnn;
+use bptt::nn::model::{LossAt, Model, Objective, Targets};
+use bptt::nn::params::Params;
+use bptt::nn::sequence::Truncation;
 use bptt::rng::stream;
-use bptt::tasks::{ALL_TASKS, Batch, Inputs, MEMORY_LENGTH, Target, Task, count_errors};
-use bptt::trainer::{Trainer, safety_net_triggered};
-use bptt::{LossAt, Model, Objective, Params, Targets, Truncation, VanillaRnn};
+use bptt::train::omega::{self, OmegaProblem};
+use bptt::train::optim::Optimizer;
+use bptt::train::trainer::{Trainer, safety_net_triggered};
+use bptt::verify::gradcheck::{self, Config, Verdict};
 use nalgebra::DMatrix;
 
 /// Every entry within 1e-12 relative, or 1e-12 of the tensor's largest entry.
@@ -154,7 +161,7 @@ fn omega_by_jacobians(m: &RnnModel, b: &Batch, bound: f64) -> f64 {
     let xs = b.xs();
     let h0 = DMatrix::zeros(m.cell.hidden_size(), b.batch);
     let (_, g) = m.loss_and_grads(&xs, &h0, &obj, Truncation::Full).unwrap();
-    let traj = bptt::sequence::forward(&m.cell, &xs, &h0).unwrap();
+    let traj = bptt::nn::sequence::forward(&m.cell, &xs, &h0).unwrap();
     let act = m.cell.activation();
     let w = m.cell.weight_hh();
     let (mut sum, mut count) = (0.0, 0);
@@ -166,7 +173,7 @@ fn omega_by_jacobians(m: &RnnModel, b: &Batch, bound: f64) -> f64 {
                 continue;
             }
             let d = DMatrix::from_diagonal(&h_k.column(j).map(|h| match act {
-                bptt::Activation::Sigmoid => h * (1.0 - h),
+                bptt::nn::activation::Activation::Sigmoid => h * (1.0 - h),
                 _ => 1.0 - h * h,
             }));
             let jac = d * w; // ∂h_k/∂h_{k−1}
@@ -366,7 +373,7 @@ fn clipping_bounds_the_step_and_the_safety_net_shrinks_w_hh() {
     step.axpy(-1.0, m.net.cell.params());
     let mut step_r = before[1].clone();
     step_r.axpy(-1.0, m.readout.params());
-    let norm = bptt::clip::global_norm(&[&step, &step_r]);
+    let norm = bptt::train::clip::global_norm(&[&step, &step_r]);
     assert!(
         relative_eq!(norm, 0.5, epsilon = 1e-12, max_relative = 1e-9),
         "{norm}"
@@ -598,9 +605,12 @@ fn the_safety_net_triggers_above_1e10_and_on_non_finite_norms() {
 fn kernel_gradients_equal_the_generic_bptt_for_relu_and_linear_cells() {
     // the kernel serves any vanilla cell, not only the §4.1 initialisations: ReLU's derivative
     // reads the pre-activations, which tanh and sigmoid do not
-    for (i, act) in [bptt::Activation::Relu, bptt::Activation::Identity]
-        .into_iter()
-        .enumerate()
+    for (i, act) in [
+        bptt::nn::activation::Activation::Relu,
+        bptt::nn::activation::Activation::Identity,
+    ]
+    .into_iter()
+    .enumerate()
     {
         for (j, task) in [Task::TemporalOrder, Task::Addition, Task::Memorization]
             .into_iter()
@@ -609,10 +619,13 @@ fn kernel_gradients_equal_the_generic_bptt_for_relu_and_linear_cells() {
             let seed = 60 + (3 * i + j) as u64;
             let mut rng = stream(seed, &[]);
             let (d, o) = (task.input_size(), task.output_size());
-            let cell = bptt::VanillaRnn::uniform(d, 6, act, 0.5, &mut rng);
-            let readout = bptt::Readout::uniform(6, o, 0.5, &mut rng);
-            let m =
-                bptt::NetworkModel::new(bptt::arch::Unidirectional::new(cell), readout).unwrap();
+            let cell = bptt::nn::cells::vanilla::VanillaRnn::uniform(d, 6, act, 0.5, &mut rng);
+            let readout = bptt::nn::readout::Readout::uniform(6, o, 0.5, &mut rng);
+            let m = bptt::nn::model::NetworkModel::new(
+                bptt::nn::arch::Unidirectional::new(cell),
+                readout,
+            )
+            .unwrap();
             let length = if task == Task::Memorization { 3 } else { 11 };
             check_kernel_on(m, task, 3, length, seed);
         }
@@ -633,7 +646,7 @@ fn evaluation_without_history_equals_the_generic_forward() {
         // the generic path: every state, the readout at the steps the loss reads
         let xs = b.xs();
         let h0 = DMatrix::zeros(6, b.batch);
-        let traj = bptt::sequence::forward(&m.net.cell, &xs, &h0).unwrap();
+        let traj = bptt::nn::sequence::forward(&m.net.cell, &xs, &h0).unwrap();
         let outputs = match &b.target {
             Target::ClassEveryStep(_) => {
                 let ys: Vec<DMatrix<f64>> = (1..=b.steps)
@@ -667,7 +680,7 @@ fn an_f32_run_follows_the_f64_run_and_is_reproducible() {
         ..Hyper::default()
     };
     let h32 = Hyper {
-        dtype: bptt::trainer::Dtype::F32,
+        dtype: bptt::train::trainer::Dtype::F32,
         ..h64
     };
     let spec = RunSpec {

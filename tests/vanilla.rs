@@ -5,9 +5,11 @@
 
 mod harness;
 
+use bptt::nn::activation::Activation;
+use bptt::nn::cell::Cell;
+use bptt::nn::cells::vanilla::VanillaRnn;
+use bptt::nn::sequence::{self, Truncation, Upstream};
 use bptt::rng::{stream, uniform_matrix};
-use bptt::sequence::{self, Truncation, Upstream};
-use bptt::{Activation, Cell, VanillaRnn};
 use nalgebra::DMatrix;
 use proptest::prelude::*;
 

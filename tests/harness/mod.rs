@@ -1,5 +1,5 @@
 //! The generic gradient-property harness: every property here runs for every cell registered
-//! with [`register_cell!`] (see `tests/cells.rs`). Adding a cell = one file in `src/cells/` plus
+//! with [`register_cell!`] (see `tests/cells.rs`). Adding a cell = one file in `src/nn/cells/` plus
 //! one `register_cell!` line.
 //!
 //! Problems are drawn as (sizes, weight scale, seed); the matrices come from the seed's ChaCha
@@ -7,10 +7,12 @@
 
 #![allow(dead_code)]
 
-use bptt::gradcheck::{self, Problem};
+use bptt::nn::cell::Cell;
+use bptt::nn::model::{LossAt, Model, Objective, Targets};
+use bptt::nn::readout::Readout;
+use bptt::nn::sequence::{self, Truncation, Upstream};
 use bptt::rng::{Rng, stream, uniform_matrix};
-use bptt::sequence::{self, Truncation, Upstream};
-use bptt::{Cell, LossAt, Model, Objective, Readout, Targets};
+use bptt::verify::gradcheck::{self, Problem};
 use nalgebra::DMatrix;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
@@ -346,12 +348,12 @@ pub fn check_rerun<C: Cell<f64>>(
 
 /// The adjoint identity ⟨v, J u⟩ = ⟨Jᵀ v, u⟩ with J u from dual numbers (exact forward mode):
 /// error ≤ 1e-12 relative to the sum of the absolute terms.
-pub fn check_adjoint<C: bptt::cell::Rescalar<f64>>(
+pub fn check_adjoint<C: bptt::nn::cell::Rescalar<f64>>(
     case: &Case,
     make: impl MakeCell<C>,
 ) -> Result<(), TestCaseError> {
     let p = problem(case, make);
-    let a = bptt::oracle::adjoint_sequence(&p.model.cell, &p.xs, &p.s0, case.seed)
+    let a = bptt::verify::oracle::adjoint_sequence(&p.model.cell, &p.xs, &p.s0, case.seed)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert!(a.passed(), "{case:?}: {a:?}");
     Ok(())
@@ -360,12 +362,12 @@ pub fn check_adjoint<C: bptt::cell::Rescalar<f64>>(
 /// f32 gradients (the same generic code: faer's SGEMM, the widened activations) against f64:
 /// relative error of every parameter gradient below 1e-4 and above 1e-10 (not exact: it ran
 /// in f32).
-pub fn check_f32<C: bptt::cell::Rescalar<f64>>(
+pub fn check_f32<C: bptt::nn::cell::Rescalar<f64>>(
     case: &Case,
     make: impl MakeCell<C>,
 ) -> Result<(), TestCaseError> {
     let p = problem(case, make);
-    let e = bptt::oracle::f32_error_sequence(&p.model.cell, &p.xs, &p.s0, case.seed)
+    let e = bptt::verify::oracle::f32_error_sequence(&p.model.cell, &p.xs, &p.s0, case.seed)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert!(e < 1e-4 && e > 1e-10, "{case:?}: f32 relative error {e:e}");
     Ok(())

@@ -1,0 +1,9 @@
+//! Experiment support (feature `experiments`, on by default): the driver every experiment
+//! binary shares, and the workloads behind them — the spectral sweep, the bifurcation model,
+//! the pathological tasks of Pascanu et al. §4.1 and their training set-up.
+
+pub mod driver;
+pub mod dynamics;
+pub mod pathological;
+pub mod sweep;
+pub mod tasks;

@@ -1,0 +1,398 @@
+//! The spectral-radius sweep's computational core: for one random recurrent matrix rescaled to
+//! a target spectral radius ρ, the per-step gradient norms `‖∂L/∂h_k‖`, k = 0..T, of
+//! `L = Σ_b v·h_T^{(b)}` (v a fixed random unit vector), and the fitted decay rate.
+//!
+//! Every cell runs through the engine ([`crate::nn::engine`]) in its state-gradients-only mode
+//! ([`Want::STATES_ONLY`]): the code the property tests check is the code that measures.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::nn::engine::{self, Inputs, MatRef, Tape, Upstream, Want};
+use nalgebra::{DMatrix, DVector, DVectorView};
+
+use crate::error::BpttError;
+use crate::nn::activation::Activation;
+use crate::nn::cell::Cell;
+use crate::nn::cell::{WEIGHT_HH, WEIGHT_IH};
+use crate::nn::cells::gru::GruGate;
+use crate::nn::cells::gru::{Gru, GruVariant};
+use crate::nn::cells::lstm::Lstm;
+use crate::nn::cells::lstm::LstmGate;
+use crate::nn::cells::vanilla::VanillaRnn;
+use crate::nn::sequence::Truncation;
+use crate::numerics::hqr::NoConvergence;
+use crate::numerics::spectral::{EigenWorkspace, Ensemble, gaussian, sigma_max};
+use crate::rng::{Rng, stream};
+
+/// The cells the sweep measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SweepCell {
+    Rnn(Activation),
+    Lstm,
+    /// PyTorch's GRU (reset after).
+    Gru,
+}
+
+impl SweepCell {
+    pub const ALL: [SweepCell; 6] = [
+        SweepCell::Rnn(Activation::Tanh),
+        SweepCell::Rnn(Activation::Sigmoid),
+        SweepCell::Rnn(Activation::Relu),
+        SweepCell::Rnn(Activation::Identity),
+        SweepCell::Lstm,
+        SweepCell::Gru,
+    ];
+
+    /// Stable identifier used in seeds.
+    pub fn id(self) -> u64 {
+        match self {
+            SweepCell::Rnn(a) => a as u64,
+            SweepCell::Lstm => 10,
+            SweepCell::Gru => 11,
+        }
+    }
+
+    /// γ = sup|σ'| for the vanilla cells (Pascanu's bound); None for gated cells, for which
+    /// the bound does not apply.
+    pub fn gamma(self) -> Option<f64> {
+        match self {
+            SweepCell::Rnn(a) => Some(a.gamma()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SweepCell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SweepCell::Rnn(a) => write!(f, "rnn-{}", a.name()),
+            SweepCell::Lstm => f.write_str("lstm"),
+            SweepCell::Gru => f.write_str("gru"),
+        }
+    }
+}
+
+impl FromStr for SweepCell {
+    type Err = BpttError;
+    fn from_str(s: &str) -> Result<Self, BpttError> {
+        match s {
+            "lstm" => Ok(SweepCell::Lstm),
+            "gru" => Ok(SweepCell::Gru),
+            _ => match s.strip_prefix("rnn-").map(str::parse::<Activation>) {
+                Some(Ok(a)) => Ok(SweepCell::Rnn(a)),
+                _ => Err(BpttError::Invalid(format!(
+                    "unknown cell '{s}' (expected rnn-tanh, rnn-sigmoid, rnn-relu, rnn-linear, lstm, gru)"
+                ))),
+            },
+        }
+    }
+}
+
+/// Sizes of one sweep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Sizes {
+    /// n, hidden units.
+    pub hidden: usize,
+    /// m, input size.
+    pub input: usize,
+    /// T, steps.
+    pub steps: usize,
+    /// B, sequences per matrix.
+    pub batch: usize,
+}
+
+/// Everything measured on one matrix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatrixResult {
+    /// ρ(W_hh) after rescaling (= the target up to rounding; for gated cells, every rescaled block's).
+    pub spectral_radius: f64,
+    /// σ_max(W_hh) after rescaling (for gated cells: the largest over the rescaled blocks).
+    pub sigma_max: f64,
+    /// Matrices redrawn because the eigenvalue iteration did not converge.
+    pub redraws: u32,
+    /// Mean over the batch of `‖∂L/∂h_k^{(b)}‖₂`, k = 0..=T.
+    pub grad_norm: Vec<f64>,
+    /// Mean over the batch of `log10 ‖∂L/∂h_k^{(b)}‖₂`, k = 0..=T.
+    pub log10_grad_norm: Vec<f64>,
+    /// Least-squares slope of `ln‖∂L/∂h_k‖` (the batch mean of the logs) against `T − k`:
+    /// the log growth per step back in time (negative: vanishing). NaN if any value is not
+    /// finite or T = 0.
+    pub decay_rate: f64,
+    /// Whether any gradient norm is NaN or ∞, or exactly 0 so that its log is −∞ (an exploded
+    /// network; a gradient that underflowed; a dead ReLU network).
+    pub nonfinite: bool,
+}
+
+/// The fixed unit vector `v` of the loss `L = Σ_b v·h_T^{(b)}`, drawn once per seed.
+pub fn loss_direction(seed: u64, hidden: usize) -> DVector<f64> {
+    let v = gaussian(hidden, 1, 1.0, &mut stream(seed, &[u64::MAX]));
+    let v = DVector::from_column_slice(v.as_slice());
+    &v / v.norm()
+}
+
+/// Least-squares slope of `y_k` against `x_k = T − k`, k = 0..=T.
+pub fn decay_rate(ln_norms: &[f64]) -> f64 {
+    let t = ln_norms.len().saturating_sub(1);
+    if t == 0 || ln_norms.iter().any(|y| !y.is_finite()) {
+        return f64::NAN;
+    }
+    let x_mean = t as f64 / 2.0;
+    let y_mean = ln_norms.iter().sum::<f64>() / ln_norms.len() as f64;
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for (k, y) in ln_norms.iter().enumerate() {
+        let x = (t - k) as f64 - x_mean;
+        sxy += x * (y - y_mean);
+        sxx += x * x;
+    }
+    sxy / sxx
+}
+
+/// Draw from `ensemble` until the eigenvalue iteration converges; returns the matrix, its
+/// spectral radius and the number of redraws.
+fn draw_with_radius(
+    ensemble: Ensemble,
+    n: usize,
+    eig: &mut EigenWorkspace,
+    rng: &mut Rng,
+) -> (DMatrix<f64>, f64, u32) {
+    let mut redraws = 0;
+    loop {
+        let w = ensemble.draw(n, rng);
+        match eig.spectral_radius(&w) {
+            Ok(r) if r > 0.0 && r.is_finite() => return (w, r, redraws),
+            Ok(_) | Err(NoConvergence) => redraws += 1,
+        }
+        assert!(
+            redraws < 1000,
+            "1000 consecutive draws without a usable spectrum"
+        );
+    }
+}
+
+/// Everything a worker thread reuses from one matrix to the next: the engine's tape, the
+/// upstream gradient and the eigenvalue solver's workspace.
+pub struct Workspace {
+    tape: Tape<f64>,
+    d_final: DMatrix<f64>,
+    eig: EigenWorkspace,
+    /// The cells measured, built once and refilled with each matrix's weights.
+    rnn: Option<VanillaRnn<f64>>,
+    lstm: Option<Lstm<f64>>,
+    gru: Option<Gru<f64>>,
+}
+
+impl Workspace {
+    pub fn new(hidden: usize) -> Self {
+        Workspace {
+            tape: Tape::default(),
+            d_final: DMatrix::zeros(0, 0),
+            eig: EigenWorkspace::new(hidden),
+            rnn: None,
+            lstm: None,
+            gru: None,
+        }
+    }
+
+    /// Per-step gradient norms of `L = Σ_b v·h_T` through the engine (any cell; state
+    /// gradients only, no parameter gradients), from `s_0 = 0`, with `xs` = `[x_0 … x_{T−1}]`
+    /// as one m × (B·T) matrix. Returns `(mean_b ‖∂L/∂h_k‖, mean_b log10 ‖∂L/∂h_k‖)` for
+    /// k = 0..=T (the hidden rows of the state gradient; an LSTM's cell rows are not counted).
+    pub fn grad_norms<C: Cell<f64>>(
+        &mut self,
+        cell: &C,
+        xs: &DMatrix<f64>,
+        v: &DVector<f64>,
+        batch: usize,
+    ) -> Result<(Vec<f64>, Vec<f64>), BpttError> {
+        let (n, s_rows) = (cell.hidden_size(), cell.state_size());
+        if v.len() != n {
+            return Err(BpttError::shape("loss direction v", (n, 1), (v.len(), 1)));
+        }
+        self.d_final.resize_mut(s_rows, batch, 0.0);
+        self.d_final.fill(0.0);
+        for mut col in self.d_final.rows_mut(0, n).column_iter_mut() {
+            col.copy_from(v);
+        }
+        // the initial state is the zero block of d_final's cell rows' size: s_0 = 0
+        let s0 = DMatrix::zeros(s_rows, batch);
+        let x = Inputs::Dense(MatRef::from(xs));
+        engine::forward(cell, x, MatRef::from(&s0), &mut self.tape, None)?;
+        let up = Upstream {
+            d_final: Some(MatRef::from(&self.d_final)),
+            ..Upstream::default()
+        };
+        engine::backward(
+            cell,
+            x,
+            &mut self.tape,
+            &up,
+            Truncation::Full,
+            Want::STATES_ONLY,
+            None,
+            None,
+        )?;
+        let steps = self.tape.steps();
+        Ok((0..=steps)
+            .map(|k| column_norm_means(self.tape.d_state(k).row_block(0, n)))
+            .unzip())
+    }
+}
+
+/// `(mean_b ‖g_b‖, mean_b log10 ‖g_b‖)` over the columns of `g`.
+fn column_norm_means(g: MatRef<'_, f64>) -> (f64, f64) {
+    let (mut sum, mut sum_log) = (0.0, 0.0);
+    for j in 0..g.cols() {
+        // nalgebra's norm (its summation order), as the committed results were computed
+        let norm = DVectorView::from_slice(g.col(j), g.rows()).norm();
+        sum += norm;
+        sum_log += norm.log10();
+    }
+    let b = g.cols() as f64;
+    (sum / b, sum_log / b)
+}
+
+/// One matrix of the sweep: draw, rescale to `rho`, measure.
+///
+/// Randomness: everything comes from `stream(seed, [cell, ensemble, rho_index, matrix])`, in
+/// this order: the recurrent matrix (and its redraws; for gated cells one per gate block),
+/// `W_ih` ~ N(0, 1/m), the inputs `x_t` ~ N(0, 1), the Lanczos start vector. Biases are zero
+/// and `h_0 = 0`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_matrix(
+    ws: &mut Workspace,
+    cell: SweepCell,
+    ensemble: Ensemble,
+    rho: f64,
+    rho_index: usize,
+    matrix: usize,
+    sizes: Sizes,
+    seed: u64,
+    v: &DVector<f64>,
+) -> MatrixResult {
+    let mut rng = stream(
+        seed,
+        &[cell.id(), ensemble.id(), rho_index as u64, matrix as u64],
+    );
+    let Sizes {
+        hidden: n,
+        input: m,
+        steps,
+        batch,
+    } = sizes;
+    let input_sd = 1.0 / (m as f64).sqrt();
+    let gates = match cell {
+        SweepCell::Rnn(_) => 1,
+        SweepCell::Lstm => 4,
+        SweepCell::Gru => 3,
+    };
+    // every recurrent block: drawn from the ensemble, rescaled to spectral radius ρ
+    let mut redraws = 0;
+    let mut w_hh = DMatrix::zeros(gates * n, n);
+    let mut radius: f64 = 0.0;
+    for gate in 0..gates {
+        let (w, r, extra) = draw_with_radius(ensemble, n, &mut ws.eig, &mut rng);
+        redraws += extra;
+        let scale = rho / r;
+        w_hh.rows_mut(gate * n, n).copy_from(&(w * scale));
+        radius = radius.max(r * scale);
+    }
+    let w_ih = gaussian(gates * n, m, input_sd, &mut rng);
+    let xs = gaussian(m, batch * steps, 1.0, &mut rng);
+    let sigma = (0..gates)
+        .map(|g| sigma_max(&w_hh.rows(g * n, n).into_owned(), &mut rng))
+        .fold(0.0, f64::max);
+
+    // the cell (kept in the workspace: no allocation per matrix) with this matrix's weights
+    // (`same_kind`: the kept cell is the one asked for, beyond its sizes)
+    fn refill<C: Cell<f64>>(
+        slot: &mut Option<C>,
+        make: impl FnOnce() -> C,
+        same_kind: impl Fn(&C) -> bool,
+        w_hh: &DMatrix<f64>,
+        w_ih: &DMatrix<f64>,
+    ) -> C {
+        let fits = |c: &C| {
+            (c.input_size(), c.hidden_size()) == (w_ih.ncols(), w_hh.ncols()) && same_kind(c)
+        };
+        let mut c = slot.take().filter(fits).unwrap_or_else(make);
+        c.params_mut()[WEIGHT_HH].copy_from(w_hh);
+        c.params_mut()[WEIGHT_IH].copy_from(w_ih);
+        c
+    }
+    let (grad_norm, log10_grad_norm) = match cell {
+        SweepCell::Rnn(act) => {
+            let c = refill(
+                &mut ws.rnn,
+                || VanillaRnn::zeros(m, n, act),
+                |c| c.activation() == act,
+                &w_hh,
+                &w_ih,
+            );
+            let r = ws.grad_norms(&c, &xs, v, batch);
+            ws.rnn = Some(c);
+            r
+        }
+        SweepCell::Lstm => {
+            debug_assert_eq!(LstmGate::Output.rows(n).end, 4 * n);
+            let c = refill(&mut ws.lstm, || Lstm::zeros(m, n), |_| true, &w_hh, &w_ih);
+            let r = ws.grad_norms(&c, &xs, v, batch);
+            ws.lstm = Some(c);
+            r
+        }
+        SweepCell::Gru => {
+            debug_assert_eq!(GruGate::New.rows(n).end, 3 * n);
+            let c = refill(
+                &mut ws.gru,
+                || Gru::zeros(m, n, GruVariant::ResetAfter),
+                |_| true,
+                &w_hh,
+                &w_ih,
+            );
+            let r = ws.grad_norms(&c, &xs, v, batch);
+            ws.gru = Some(c);
+            r
+        }
+    }
+    .expect("shapes set by the sweep");
+    let ln: Vec<f64> = log10_grad_norm
+        .iter()
+        .map(|l| l * std::f64::consts::LN_10)
+        .collect();
+    let nonfinite = grad_norm
+        .iter()
+        .chain(&log10_grad_norm)
+        .any(|x| !x.is_finite());
+    MatrixResult {
+        spectral_radius: radius,
+        sigma_max: sigma,
+        redraws,
+        decay_rate: decay_rate(&ln),
+        grad_norm,
+        log10_grad_norm,
+        nonfinite,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_relative_eq;
+
+    #[test]
+    fn decay_rate_is_the_least_squares_slope() {
+        // ln‖g_k‖ = 0.3 − 0.2 (T − k) exactly: slope −0.2
+        let ln: Vec<f64> = (0..=10).map(|k| 0.3 - 0.2 * (10 - k) as f64).collect();
+        assert_relative_eq!(decay_rate(&ln), -0.2, epsilon = 1e-15, max_relative = 1e-13);
+        assert!(decay_rate(&[1.0]).is_nan());
+        assert!(decay_rate(&[1.0, f64::NEG_INFINITY]).is_nan());
+    }
+
+    #[test]
+    fn cell_names_round_trip() {
+        for c in SweepCell::ALL {
+            assert_eq!(c.to_string().parse::<SweepCell>().unwrap(), c);
+        }
+        assert!("rnn-softplus".parse::<SweepCell>().is_err());
+    }
+}
