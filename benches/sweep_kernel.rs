@@ -2,9 +2,10 @@
 //! m = 32, T = 100, B = 16): the vanilla forward/backward kernel, the eigenvalue solver (ours
 //! and faer's complete one, per 16 matrices), σ_max, and one whole matrix. `cargo bench --bench sweep_kernel`.
 
-use bptt::experiment::sweep::{Sizes, SweepCell, Workspace, loss_direction, run_matrix};
+use bptt::experiment::sweep::{Sizes, Workspace, loss_direction, run_matrix};
 use bptt::nn::activation::Activation;
-use bptt::nn::cell::Cell;
+use bptt::nn::cell::{Cell, CellFamily};
+use bptt::nn::cells::CellKind;
 use bptt::nn::cells::gru::{Gru, GruVariant};
 use bptt::nn::cells::lstm::Lstm;
 use bptt::nn::cells::vanilla::VanillaRnn;
@@ -40,7 +41,7 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
-    let lstm = Lstm::<f64>::uniform(32, 128, 1.0 / 128f64.sqrt(), &mut stream(3, &[]));
+    let lstm = Lstm::<f64>::uniform(32, 128, (), 1.0 / 128f64.sqrt(), &mut stream(3, &[]));
     c.bench_function("engine forward+backward lstm (128x128, T=100, B=16)", |b| {
         b.iter(|| {
             ws.grad_norms(black_box(&lstm), &xs, &v, SIZES.batch)
@@ -126,7 +127,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| sigma_max(black_box(&w_hh), &mut stream(2, &[])))
     });
     let mut ws = Workspace::new(128); // a fresh one, as each worker thread has
-    let cell = SweepCell::Rnn(Activation::Tanh);
+    let cell = CellKind::RnnTanh;
     c.bench_function("one matrix of the preset (draw, eig, sigma, kernel)", |b| {
         b.iter(|| {
             run_matrix(

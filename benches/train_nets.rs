@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bptt::nn::activation::Activation;
 use bptt::nn::arch::{Bidirectional, Residual, SeqLayer, Stacked, Unidirectional};
+use bptt::nn::cell::CellFamily;
 use bptt::nn::cells::gru::{Gru, GruVariant};
 use bptt::nn::cells::lstm::Lstm;
 use bptt::nn::cells::vanilla::VanillaRnn;
@@ -174,7 +175,7 @@ fn group<'a>(c: &'a mut Criterion, name: &str, secs: u64) -> BenchmarkGroup<'a, 
 }
 
 fn lstm<T: RealField + Copy>(d: usize, h: usize, rng: &mut Rng) -> Lstm<T> {
-    Lstm::pytorch_init(d, h, rng)
+    Lstm::pytorch_init(d, h, (), rng)
 }
 
 fn workloads<T: RealField + Copy>(c: &mut Criterion, dtype: &str) {

@@ -8,12 +8,9 @@
 
 use std::process::ExitCode;
 
-use bptt::nn::activation::Activation;
 use bptt::nn::arch::{Bidirectional, Dense, Residual, SeqLayer, Stacked, Unidirectional};
 use bptt::nn::cell::Cell;
-use bptt::nn::cells::gru::{Gru, GruVariant};
-use bptt::nn::cells::lstm::Lstm;
-use bptt::nn::cells::vanilla::VanillaRnn;
+use bptt::nn::cells::CellKind;
 use bptt::nn::model::{LossAt, Model, NetworkModel, Objective, Targets};
 use bptt::nn::readout::Readout;
 use bptt::nn::sequence::Truncation;
@@ -90,24 +87,6 @@ struct Row {
     at: LossAt,
     classify: bool,
 }
-
-/// Every cell the binary checks.
-#[derive(Clone, Copy)]
-enum Kind {
-    Rnn(Activation),
-    Lstm,
-    Gru(GruVariant),
-}
-
-const KINDS: [Kind; 7] = [
-    Kind::Rnn(Activation::Tanh),
-    Kind::Rnn(Activation::Sigmoid),
-    Kind::Rnn(Activation::Relu),
-    Kind::Rnn(Activation::Identity),
-    Kind::Lstm,
-    Kind::Gru(GruVariant::ResetAfter),
-    Kind::Gru(GruVariant::ResetBefore),
-];
 
 /// The architectures checked over every cell.
 #[derive(Clone, Copy)]
@@ -267,21 +246,11 @@ fn check_row<P: Checkable>(
 }
 
 /// A cell of `kind`, PyTorch-initialised.
-fn check_cell(kind: Kind, row: &Row, args: &Args, rng: &mut Rng) -> Result<bool, String> {
-    let (d, h) = (row.size.input, row.size.hidden);
-    macro_rules! run {
-        ($cell:expr) => {{
-            let cell = $cell;
-            let name = cell.name();
-            let p = cell_problem(cell, row, rng);
-            check_row(&name, &p, cell_oracles(&p, 1)?, row, args)
-        }};
-    }
-    match kind {
-        Kind::Rnn(act) => run!(VanillaRnn::pytorch_init(d, h, act, rng)),
-        Kind::Lstm => run!(Lstm::pytorch_init(d, h, rng)),
-        Kind::Gru(v) => run!(Gru::pytorch_init(d, h, v, rng)),
-    }
+fn check_cell(kind: CellKind, row: &Row, args: &Args, rng: &mut Rng) -> Result<bool, String> {
+    let cell = kind.pytorch_init::<f64>(row.size.input, row.size.hidden, rng);
+    let name = cell.name();
+    let p = cell_problem(cell, row, rng);
+    check_row(&name, &p, cell_oracles(&p, 1)?, row, args)
 }
 
 /// Architecture `arch` over cells made by `make(input, hidden, rng)`.
@@ -324,23 +293,15 @@ fn check_arch<C: bptt::nn::cell::Rescalar<f64>>(
 }
 
 fn check_arch_kind(
-    kind: Kind,
+    kind: CellKind,
     arch: Arch,
     row: &Row,
     args: &Args,
     rng: &mut Rng,
 ) -> Result<bool, String> {
     let bound = 1.0 / (row.size.hidden as f64).sqrt();
-    macro_rules! run {
-        ($make:expr) => {
-            check_arch(arch, $make, row, args, rng)
-        };
-    }
-    match kind {
-        Kind::Rnn(act) => run!(|d, h, r: &mut Rng| VanillaRnn::uniform(d, h, act, bound, r)),
-        Kind::Lstm => run!(|d, h, r: &mut Rng| Lstm::uniform(d, h, bound, r)),
-        Kind::Gru(v) => run!(|d, h, r: &mut Rng| Gru::uniform(d, h, v, bound, r)),
-    }
+    let make = |d, h, r: &mut Rng| kind.uniform::<f64>(d, h, bound, r);
+    check_arch(arch, make, row, args, rng)
 }
 
 fn main() -> ExitCode {
@@ -371,7 +332,7 @@ fn main() -> ExitCode {
     let placements = [(LossAt::Last, true), (LossAt::EveryStep, false)];
     let mut results = Vec::new();
     let mut item = 0u64;
-    for kind in KINDS {
+    for &kind in CellKind::ALL {
         for size in SIZES {
             for (at, classify) in placements {
                 item += 1;
@@ -386,7 +347,7 @@ fn main() -> ExitCode {
         }
     }
     for arch in [Arch::StackedBi, Arch::Residual, Arch::Dense] {
-        for kind in KINDS {
+        for &kind in CellKind::ALL {
             for (at, classify) in placements {
                 item += 1;
                 let row = Row {

@@ -11,9 +11,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use bptt::experiment::driver::{ChunkStore, CommonArgs, git_commit, now_rfc3339, write_atomic};
-use bptt::experiment::sweep::{
-    MatrixResult, Sizes, SweepCell, Workspace, loss_direction, run_matrix,
-};
+use bptt::experiment::sweep::{MatrixResult, Sizes, Workspace, loss_direction, run_matrix};
+use bptt::nn::cell::Cell;
+use bptt::nn::cells::CellKind;
 use bptt::numerics::spectral::Ensemble;
 use clap::Parser;
 use rayon::prelude::*;
@@ -39,9 +39,8 @@ const SUMMARY_HEADER: &str = "cell,ensemble,rho,ln_rho,matrices,nonfinite,redraw
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
-    /// Cells, comma-separated: rnn-tanh, rnn-sigmoid, rnn-relu, rnn-linear, lstm, gru [default: all]
-    #[arg(long, value_delimiter = ',', value_parser = parse_cell)]
-    cells: Vec<SweepCellArg>,
+    #[arg(long, value_delimiter = ',', value_parser = parse_cell, help = cells_help())]
+    cells: Vec<CellKind>,
     /// Matrix ensembles, comma-separated: gaussian (iid N(0,1/n)), orthogonal (Haar), sparse or sparseK (K non-zeros per row, default 15) [default: gaussian]
     #[arg(long, value_delimiter = ',', value_parser = parse_ensemble)]
     ensemble: Vec<EnsembleArg>,
@@ -63,7 +62,7 @@ struct Args {
     /// Sequences per matrix B (the batch, as GEMM columns) [default: 16]
     #[arg(long)]
     batch: Option<usize>,
-    /// Preset workload: sweep-tanh-128 = the peers' workload in ../shared/peers (rnn-tanh, gaussian, n=128, m=32, T=100, B=16, 21 radii in [0.5, 1.5], 100 matrices each); explicit flags override it
+    /// Preset workload: sweep-tanh-128 = the peers' workload in experiments/peers (rnn-tanh, gaussian, n=128, m=32, T=100, B=16, 21 radii in [0.5, 1.5], 100 matrices each); explicit flags override it
     #[arg(long, value_parser = ["sweep-tanh-128"])]
     preset: Option<String>,
     /// Instead of computing: merge the outputs of shard runs (their --out directories, in shard order) into --out
@@ -71,13 +70,13 @@ struct Args {
     merge: Vec<PathBuf>,
 }
 
-#[derive(Clone, Copy, Debug, serde::Serialize)]
-#[serde(into = "String")]
-struct SweepCellArg(SweepCell);
-impl From<SweepCellArg> for String {
-    fn from(c: SweepCellArg) -> String {
-        c.0.to_string()
-    }
+/// `--cells`' help: the names of the cell registry.
+fn cells_help() -> String {
+    let names: Vec<_> = CellKind::ALL.iter().map(|k| k.name()).collect();
+    format!(
+        "Cells, comma-separated: {} [default: all]",
+        names.join(", ")
+    )
 }
 
 thread_local! {
@@ -86,10 +85,8 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-fn parse_cell(s: &str) -> Result<SweepCellArg, String> {
-    s.parse()
-        .map(SweepCellArg)
-        .map_err(|e: bptt::error::BpttError| e.to_string())
+fn parse_cell(s: &str) -> Result<CellKind, String> {
+    s.parse().map_err(|e: bptt::error::BpttError| e.to_string())
 }
 
 #[derive(Clone, Copy, Debug, serde::Serialize)]
@@ -117,14 +114,14 @@ struct Plan {
     seed: u64,
     shard: String,
     #[serde(skip)]
-    cell_values: Vec<SweepCell>,
+    cell_values: Vec<CellKind>,
     #[serde(skip)]
     ensemble_values: Vec<Ensemble>,
 }
 
 impl Plan {
     /// One chunk per (cell, ensemble, ρ), in this lexicographic order.
-    fn groups(&self) -> Vec<(SweepCell, Ensemble, usize)> {
+    fn groups(&self) -> Vec<(CellKind, Ensemble, usize)> {
         let mut g = Vec::new();
         for &c in &self.cell_values {
             for &e in &self.ensemble_values {
@@ -177,12 +174,12 @@ fn parse_rho(spec: &str) -> Result<Vec<f64>, String> {
 
 fn plan(args: &Args) -> Result<Plan, String> {
     let preset = args.preset.is_some();
-    let cells: Vec<SweepCell> = if !args.cells.is_empty() {
-        args.cells.iter().map(|c| c.0).collect()
+    let cells: Vec<CellKind> = if !args.cells.is_empty() {
+        args.cells.clone()
     } else if preset {
-        vec![SweepCell::Rnn(bptt::nn::activation::Activation::Tanh)]
+        vec![CellKind::RnnTanh]
     } else {
-        SweepCell::ALL.to_vec()
+        CellKind::ALL.to_vec()
     };
     let ensembles: Vec<Ensemble> = if args.ensemble.is_empty() {
         vec![Ensemble::Gaussian]
@@ -263,18 +260,18 @@ fn plan(args: &Args) -> Result<Plan, String> {
 /// The long-CSV rows and the summary row of one chunk.
 fn format_chunk(
     plan: &Plan,
-    cell: SweepCell,
+    cell: CellKind,
     ens: Ensemble,
     rho: f64,
     results: &[MatrixResult],
 ) -> (String, String) {
     let steps = plan.sizes.steps;
     let mut long = String::new();
+    // Pascanu's bound (γ σ_max)^{T−k}, where it applies (the vanilla cells)
+    let gamma = cell.zeros::<f64>(1, 1).derivative_bound();
     for (m, r) in results.iter().enumerate() {
         for k in 0..=steps {
-            let bound = cell
-                .gamma()
-                .map_or(f64::NAN, |g| (g * r.sigma_max).powi((steps - k) as i32));
+            let bound = gamma.map_or(f64::NAN, |g| (g * r.sigma_max).powi((steps - k) as i32));
             writeln!(
                 long,
                 "{cell},{ens},{rho},{m},{k},{},{},{},{},{bound},{},{}",

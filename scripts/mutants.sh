@@ -17,8 +17,11 @@ command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants
 # fewer random cases per property than the default 1024: every mutant reruns the suite, and a
 # wrong backward pass fails within the first few cases (the fixed seed keeps this reproducible)
 export PROPTEST_CASES="${PROPTEST_CASES:-64}"
+# every registered cell: one file per cell in src/nn/cells/ (the registry, mod.rs, lists them)
+cells=()
+for f in src/nn/cells/*.rs; do [ "$f" = src/nn/cells/mod.rs ] || cells+=(--file "$f"); done
 cargo mutants --no-shuffle --timeout 600 --profile mutants --output "${MUTANTS_OUT:-target/mutants}" \
-  --file src/nn/cells/vanilla.rs --file src/nn/cells/lstm.rs --file src/nn/cells/gru.rs \
+  "${cells[@]}" \
   --file src/nn/sequence.rs --file src/nn/arch/mod.rs --file src/nn/arch/bidirectional.rs \
   --file src/nn/arch/residual.rs --file src/nn/arch/stacked.rs --file src/nn/arch/dense.rs \
   --file src/nn/readout.rs --file src/nn/activation.rs --file src/train/clip.rs \

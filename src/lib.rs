@@ -16,6 +16,7 @@
 //! use bptt::nn::model::{LossAt, Model, Objective, Targets};
 //! use bptt::nn::readout::Readout;
 //! use bptt::nn::sequence::Truncation;
+//! use bptt::nn::cell::CellFamily; // the cells' shared constructors
 //! use bptt::nn::cells::vanilla::VanillaRnn;
 //!
 //! // a tanh RNN (input 3, hidden 4) with a 2-unit readout, PyTorch initialisation
@@ -51,3 +52,8 @@ pub mod verify;
 
 #[cfg(feature = "experiments")]
 pub mod experiment;
+
+/// The README's Rust blocks, compiled and run as doctests (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -10,7 +10,7 @@ use std::cell::Cell as StdCell;
 use bptt::experiment::pathological::{Algorithm, Hyper, Init};
 use bptt::experiment::tasks::Task;
 use bptt::nn::activation::Activation;
-use bptt::nn::cell::Cell;
+use bptt::nn::cell::{Cell, CellFamily};
 use bptt::nn::cells::gru::{Gru, GruVariant};
 use bptt::nn::cells::lstm::Lstm;
 use bptt::nn::cells::vanilla::VanillaRnn;
@@ -106,7 +106,7 @@ fn cells() -> (Vec<VanillaRnn<f64>>, Lstm<f64>, Vec<Gru<f64>>) {
         .iter()
         .map(|&a| VanillaRnn::pytorch_init(9, 16, a, &mut rng))
         .collect();
-    let lstm = Lstm::pytorch_init(9, 16, &mut rng);
+    let lstm = Lstm::pytorch_init(9, 16, (), &mut rng);
     let grus = [GruVariant::ResetAfter, GruVariant::ResetBefore]
         .iter()
         .map(|&v| Gru::pytorch_init(9, 16, v, &mut rng))
@@ -224,7 +224,7 @@ fn warm_network_updates_allocate_nothing() {
         ..Config::default()
     };
     // a 2-layer bidirectional LSTM (f32) and a residual stack of GRUs (f64)
-    let lstm = |d, rng: &mut bptt::rng::Rng| Lstm::<f32>::pytorch_init(d, 6, rng);
+    let lstm = |d, rng: &mut bptt::rng::Rng| Lstm::<f32>::pytorch_init(d, 6, (), rng);
     let bi = Stacked::new(vec![
         Bidirectional::new(lstm(9, &mut rng), lstm(9, &mut rng)),
         Bidirectional::new(lstm(12, &mut rng), lstm(12, &mut rng)),

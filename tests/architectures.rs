@@ -8,8 +8,8 @@ use bptt::nn::activation::Activation;
 use bptt::nn::arch::{
     Bidirectional, Dense, RescalarLayer, Residual, SeqLayer, Stacked, Unidirectional,
 };
-use bptt::nn::cells::gru::{Gru, GruVariant};
-use bptt::nn::cells::lstm::Lstm;
+use bptt::nn::cell::CellFamily;
+use bptt::nn::cells::CellKind;
 use bptt::nn::cells::vanilla::VanillaRnn;
 use bptt::nn::model::{LossAt, NetworkModel, Objective, Targets};
 use bptt::nn::readout::Readout;
@@ -228,50 +228,32 @@ fn check_architecture<C: bptt::nn::cell::Rescalar<f64>>(
     }
 }
 
+/// One property test per registry line (`bptt::for_each_cell!`): every architecture built
+/// from that cell, named `architectures_<cell>_match_finite_differences`.
 macro_rules! register_architectures {
-    ($name:ident, $make:expr) => {
-        proptest! {
-            #![proptest_config(config())]
-            #[test]
-            fn $name(case in arch_cases()) {
-                check_architecture(&case, $make)?;
+    ($($([mod $file:ident])? $module:ident $kind:ident $name:literal $seed:literal $cell:ty, $config:expr;)*) => {
+        $(architecture_test! { $module, $kind })*
+    };
+}
+
+macro_rules! architecture_test {
+    ($module:ident, $kind:ident) => {
+        mod $module {
+            use super::*;
+            proptest! {
+                #![proptest_config(config())]
+                #[test]
+                fn architectures_match_finite_differences(case in arch_cases()) {
+                    check_architecture(&case, |d, h, s, rng: &mut Rng| {
+                        CellKind::$kind.uniform::<f64>(d, h, s, rng)
+                    })?;
+                }
             }
         }
     };
 }
 
-fn rnn(act: Activation) -> impl Fn(usize, usize, f64, &mut Rng) -> VanillaRnn<f64> + Copy {
-    move |d, h, s, rng| VanillaRnn::uniform(d, h, act, s, rng)
-}
-
-register_architectures!(
-    architectures_rnn_tanh_match_finite_differences,
-    rnn(Activation::Tanh)
-);
-register_architectures!(
-    architectures_rnn_sigmoid_match_finite_differences,
-    rnn(Activation::Sigmoid)
-);
-register_architectures!(
-    architectures_rnn_relu_match_finite_differences,
-    rnn(Activation::Relu)
-);
-register_architectures!(
-    architectures_rnn_linear_match_finite_differences,
-    rnn(Activation::Identity)
-);
-register_architectures!(
-    architectures_lstm_match_finite_differences,
-    |d, h, s, rng: &mut Rng| Lstm::uniform(d, h, s, rng)
-);
-register_architectures!(
-    architectures_gru_match_finite_differences,
-    |d, h, s, rng: &mut Rng| Gru::uniform(d, h, GruVariant::ResetAfter, s, rng)
-);
-register_architectures!(
-    architectures_gru_reset_before_match_finite_differences,
-    |d, h, s, rng: &mut Rng| { Gru::uniform(d, h, GruVariant::ResetBefore, s, rng) }
-);
+bptt::for_each_cell!(register_architectures);
 
 /// Widths that do not chain are rejected with a message naming the layer.
 #[test]

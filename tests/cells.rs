@@ -1,30 +1,18 @@
-//! Every cell, registered with the generic gradient-property harness (`tests/harness/`).
+//! Every registered cell (`bptt::for_each_cell!`, the one cell list) with every generic
+//! gradient property of the harness (`tests/harness/`): one test module per cell, named as the
+//! registry names it (`rnn_tanh`, `lstm`, `mgu`, …).
 
 mod harness;
 
-use bptt::nn::activation::Activation;
-use bptt::nn::cells::gru::{Gru, GruVariant};
-use bptt::nn::cells::lstm::Lstm;
-use bptt::nn::cells::vanilla::VanillaRnn;
-use bptt::rng::Rng;
+use bptt::nn::cells::CellKind;
 
-fn rnn(act: Activation) -> impl Fn(usize, usize, f64, &mut Rng) -> VanillaRnn<f64> + Copy {
-    move |input, hidden, scale, rng| VanillaRnn::uniform(input, hidden, act, scale, rng)
+/// One `register_cell!` per registry line, the cell drawn through [`CellKind::uniform`].
+macro_rules! register_every_cell {
+    ($($([mod $file:ident])? $module:ident $kind:ident $name:literal $seed:literal $cell:ty, $config:expr;)*) => {
+        $(register_cell!($module, |input, hidden, scale, rng: &mut bptt::rng::Rng| {
+            CellKind::$kind.uniform::<f64>(input, hidden, scale, rng)
+        });)*
+    };
 }
 
-register_cell!(rnn_tanh, rnn(Activation::Tanh));
-register_cell!(rnn_sigmoid, rnn(Activation::Sigmoid));
-register_cell!(rnn_relu, rnn(Activation::Relu), smooth = false);
-register_cell!(rnn_linear, rnn(Activation::Identity));
-register_cell!(lstm, |input, hidden, scale, rng: &mut bptt::rng::Rng| {
-    Lstm::uniform(input, hidden, scale, rng)
-});
-register_cell!(gru, |input, hidden, scale, rng: &mut bptt::rng::Rng| {
-    Gru::uniform(input, hidden, GruVariant::ResetAfter, scale, rng)
-});
-register_cell!(
-    gru_reset_before,
-    |input, hidden, scale, rng: &mut bptt::rng::Rng| {
-        Gru::uniform(input, hidden, GruVariant::ResetBefore, scale, rng)
-    }
-);
+bptt::for_each_cell!(register_every_cell);

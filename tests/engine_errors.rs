@@ -3,7 +3,7 @@
 //! survivors of the engine's mutation run, `proofs/README.md`).
 
 use bptt::nn::activation::Activation;
-use bptt::nn::cell::Cell;
+use bptt::nn::cell::{Cell, CellFamily};
 use bptt::nn::cells::lstm::Lstm;
 use bptt::nn::cells::vanilla::VanillaRnn;
 use bptt::nn::engine::{self, Inputs, MatRef, Tape, Upstream, Want};
@@ -102,7 +102,7 @@ fn backward_rejects_a_tape_of_other_inputs_or_another_cell() {
     );
     assert!(e.unwrap_err().to_string().contains("not recorded"));
     // the same inputs, but a cell whose tape has other rows (an LSTM of the same sizes)
-    let lstm = Lstm::<f64>::pytorch_init(3, 4, &mut stream(3, &[]));
+    let lstm = Lstm::<f64>::pytorch_init(3, 4, (), &mut stream(3, &[]));
     let mut lstm_grads = lstm.params().zeros_like();
     let e = back(
         &lstm,

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use bptt::nn::activation::Activation;
-use bptt::nn::cell::Cell;
+use bptt::nn::cell::{Cell, CellFamily};
 use bptt::nn::cells::gru::{Gru, GruVariant};
 use bptt::nn::cells::lstm::Lstm;
 use bptt::nn::cells::vanilla::VanillaRnn;
@@ -25,7 +25,7 @@ fn gru_has_fewer_parameters_than_lstm() {
     for (d, h) in [(1, 1), (3, 4), (10, 32), (128, 256)] {
         let rnn = VanillaRnn::<f64>::zeros(d, h, Activation::Tanh).parameter_count();
         let gru = Gru::<f64>::zeros(d, h, GruVariant::ResetAfter).parameter_count();
-        let lstm = Lstm::<f64>::zeros(d, h).parameter_count();
+        let lstm = Lstm::<f64>::zeros(d, h, ()).parameter_count();
         // PyTorch: G·H·(D + H + 2) with G = 1, 3, 4 gate blocks
         assert_eq!(
             (rnn, gru, lstm),
@@ -42,15 +42,15 @@ fn importing_the_wrong_cell_kind_or_layer_is_a_clear_error() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("do not describe a GRU"), "{e}");
-    let e = Lstm::<f64>::from_state_dict(&lstm, 1, false)
+    let e = Lstm::<f64>::from_state_dict(&lstm, 1, false, ())
         .unwrap_err()
         .to_string();
     assert!(e.contains("missing tensor 'weight_hh_l1'"), "{e}");
-    let e = Lstm::<f64>::from_state_dict(&lstm, 0, true)
+    let e = Lstm::<f64>::from_state_dict(&lstm, 0, true, ())
         .unwrap_err()
         .to_string();
     assert!(e.contains("missing tensor 'weight_hh_l0_reverse'"), "{e}");
-    let cell = Lstm::<f64>::from_state_dict(&lstm, 0, false).unwrap();
+    let cell = Lstm::<f64>::from_state_dict(&lstm, 0, false, ()).unwrap();
     assert_eq!((cell.input_size(), cell.hidden_size()), (3, 4));
 }
 
@@ -58,7 +58,7 @@ fn importing_the_wrong_cell_kind_or_layer_is_a_clear_error() {
 fn lstm_reports_the_cell_state_gradient_at_every_step() {
     // with upstream only on c_T, ∂L/∂c_{T−1} = f_T ⊙ ∂L/∂c_T exactly (no path through h_T)
     let mut rng = stream(8, &[]);
-    let cell = Lstm::<f64>::uniform(2, 3, 0.7, &mut rng);
+    let cell = Lstm::<f64>::uniform(2, 3, (), 0.7, &mut rng);
     let xs: Vec<_> = (0..4)
         .map(|_| uniform_matrix(&mut rng, 2, 2, 1.0))
         .collect();
@@ -96,8 +96,8 @@ fn lstm_reports_the_cell_state_gradient_at_every_step() {
 fn bidirectional_rejects_unequal_hidden_sizes() {
     use bptt::nn::arch::{Bidirectional, SeqLayer};
     let mut rng = bptt::rng::stream(5, &[]);
-    let f = bptt::nn::cells::lstm::Lstm::<f64>::pytorch_init(3, 4, &mut rng);
-    let r = bptt::nn::cells::lstm::Lstm::<f64>::pytorch_init(3, 5, &mut rng);
+    let f = bptt::nn::cells::lstm::Lstm::<f64>::pytorch_init(3, 4, (), &mut rng);
+    let r = bptt::nn::cells::lstm::Lstm::<f64>::pytorch_init(3, 5, (), &mut rng);
     let layer = Bidirectional::new(f, r);
     let xs = vec![nalgebra::DMatrix::zeros(3, 2); 3];
     let s0 = vec![

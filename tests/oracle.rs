@@ -5,8 +5,9 @@
 mod harness;
 
 use bptt::nn::activation::Activation;
+use bptt::nn::cell::CellFamily;
 use bptt::nn::cell::Rescalar;
-use bptt::nn::cells::gru::{Gru, GruVariant};
+use bptt::nn::cells::CellKind;
 use bptt::nn::cells::lstm::Lstm;
 use bptt::nn::cells::vanilla::VanillaRnn;
 use bptt::nn::params::Params;
@@ -35,12 +36,9 @@ fn full_jacobian<C: Rescalar<f64>>(make: impl Fn(&mut Rng) -> C) {
 
 #[test]
 fn full_jacobians_agree_entry_by_entry() {
-    for act in Activation::ALL {
-        full_jacobian(|r| VanillaRnn::<f64>::uniform(2, 3, act, 0.8, r));
+    for &kind in CellKind::ALL {
+        full_jacobian(|r| kind.uniform::<f64>(2, 3, 0.8, r));
     }
-    full_jacobian(|r| Lstm::<f64>::uniform(2, 3, 0.8, r));
-    full_jacobian(|r| Gru::<f64>::uniform(2, 3, GruVariant::ResetAfter, 0.8, r));
-    full_jacobian(|r| Gru::<f64>::uniform(2, 3, GruVariant::ResetBefore, 0.8, r));
 }
 
 /// A checkable problem whose analytic gradient is deliberately wrong in one entry (×1.01).
@@ -118,16 +116,9 @@ fn f32_gradients_match_the_f64_reference() {
         (cell.name(), d.norm() / g64.params.norm())
     }
     let mut results = vec![];
-    for act in Activation::ALL {
-        results.push(rel_err(|r| VanillaRnn::<f64>::uniform(3, 8, act, 0.5, r)));
+    for &kind in CellKind::ALL {
+        results.push(rel_err(|r| kind.uniform::<f64>(3, 8, 0.5, r)));
     }
-    results.push(rel_err(|r| Lstm::<f64>::uniform(3, 8, 0.5, r)));
-    results.push(rel_err(|r| {
-        Gru::<f64>::uniform(3, 8, GruVariant::ResetAfter, 0.5, r)
-    }));
-    results.push(rel_err(|r| {
-        Gru::<f64>::uniform(3, 8, GruVariant::ResetBefore, 0.5, r)
-    }));
     for (name, e) in &results {
         println!("f32 vs f64 parameter-gradient relative error, {name}: {e:.2e}");
         assert!(*e < 1e-4, "{name}: {e}");
@@ -140,7 +131,7 @@ fn f32_gradients_match_the_f64_reference() {
 #[test]
 fn projected_adjoint_checks_a_big_cell() {
     let mut rng = stream(51, &[]);
-    let cell = Lstm::<f64>::uniform(32, 256, 1.0 / 16.0, &mut rng);
+    let cell = Lstm::<f64>::uniform(32, 256, (), 1.0 / 16.0, &mut rng);
     let xs: Vec<DMatrix<f64>> = (0..10)
         .map(|_| uniform_matrix(&mut rng, 32, 2, 1.0))
         .collect();

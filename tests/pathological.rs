@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use bptt::nn::activation::Activation;
+use bptt::nn::cell::CellFamily;
 use bptt::nn::cells::vanilla::VanillaRnn;
 use bptt::nn::import::StateDict;
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use bptt::nn::activation::Activation;
 use bptt::nn::arch::{Bidirectional, SeqLayer, Stacked, Unidirectional};
-use bptt::nn::cell::Cell;
+use bptt::nn::cell::{Cell, CellFamily};
 use bptt::nn::cells::gru::{Gru, GruVariant};
 use bptt::nn::cells::lstm::Lstm;
 use bptt::nn::cells::vanilla::VanillaRnn;
@@ -298,7 +298,7 @@ fn forward_and_gradients_match_pytorch_float64() {
                 })
             }
             ("LSTM", _) => check_file(&sd, layers, bi, true, |sd, l, r| {
-                Lstm::from_state_dict(sd, l, r)
+                Lstm::from_state_dict(sd, l, r, ())
             }),
             ("GRU", _) => check_file(&sd, layers, bi, false, |sd, l, r| {
                 Gru::from_state_dict(sd, l, r, GruVariant::ResetAfter)

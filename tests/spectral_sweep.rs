@@ -58,8 +58,9 @@ fn csv_schema_and_sidecar() {
         ]
     );
     let records: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
-    // 6 cells × 3 ensembles × 3 radii × 3 matrices × (T + 1) steps
-    assert_eq!(records.len(), 6 * 3 * 3 * 3 * 8);
+    // every registered cell × 3 ensembles × 3 radii × 3 matrices × (T + 1) steps
+    let cells = bptt::nn::cells::CellKind::ALL.len();
+    assert_eq!(records.len(), cells * 3 * 3 * 3 * 8);
     for r in &records {
         let f = |i: usize| r[i].parse::<f64>().unwrap();
         let (rho, radius, sigma) = (f(2), f(7), f(8));
@@ -81,7 +82,7 @@ fn csv_schema_and_sidecar() {
         assert!(&r[11] == "0" || r[0] == *"rnn-relu", "{r:?}");
     }
     let summary = read(&dir, "summary.csv");
-    assert_eq!(summary.lines().count(), 1 + 6 * 3 * 3);
+    assert_eq!(summary.lines().count(), 1 + cells * 3 * 3);
     assert!(summary.starts_with("cell,ensemble,rho,ln_rho,matrices,nonfinite,redraws,decay_mean,"));
     let meta: serde_json::Value = serde_json::from_str(&read(&dir, "spectral_sweep.json")).unwrap();
     for key in [
@@ -97,7 +98,7 @@ fn csv_schema_and_sidecar() {
     ] {
         assert!(meta.get(key).is_some(), "sidecar lacks {key}");
     }
-    assert_eq!(meta["matrices"], 6 * 3 * 3 * 3);
+    assert_eq!(meta["matrices"], cells * 3 * 3 * 3);
     assert!(
         !dir.join("chunks").exists(),
         "chunks are removed after a complete run"

@@ -6,7 +6,7 @@
 use approx::relative_eq;
 use bptt::error::BpttError;
 use bptt::nn::activation::Activation;
-use bptt::nn::cell::Cell;
+use bptt::nn::cell::{Cell, CellFamily};
 use bptt::nn::cells::gru::{Gru, GruVariant};
 use bptt::nn::cells::lstm::Lstm;
 use bptt::nn::cells::vanilla::VanillaRnn;
@@ -160,7 +160,7 @@ fn token_inputs_equal_one_hot_inputs_for_every_vanilla_activation() {
 
 #[test]
 fn token_inputs_equal_one_hot_inputs_for_the_lstm() {
-    let cell = Lstm::<f64>::pytorch_init(VOCAB, HIDDEN, &mut stream(2, &[]));
+    let cell = Lstm::<f64>::pytorch_init(VOCAB, HIDDEN, (), &mut stream(2, &[]));
     check_tokens_equal_one_hot(&cell, 200);
 }
 

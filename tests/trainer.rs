@@ -8,6 +8,7 @@
 use approx::relative_eq;
 use bptt::nn::activation::Activation;
 use bptt::nn::arch::{Bidirectional, Dense, Residual, SeqLayer, Stacked, Unidirectional};
+use bptt::nn::cell::CellFamily;
 use bptt::nn::cells::gru::{Gru, GruVariant};
 use bptt::nn::cells::lstm::Lstm;
 use bptt::nn::cells::vanilla::VanillaRnn;
@@ -274,7 +275,7 @@ type Networks = (
 fn networks(seed: u64) -> Networks {
     let rng = &mut stream(seed, &[1]);
     let readout = |h: usize, rng: &mut Rng| Readout::uniform(h, 3, 0.5, rng);
-    let lstm = Unidirectional::new(Lstm::pytorch_init(VOCAB, 6, rng));
+    let lstm = Unidirectional::new(Lstm::pytorch_init(VOCAB, 6, (), rng));
     let gru = |d, rng: &mut Rng| Gru::pytorch_init(d, 4, GruVariant::ResetAfter, rng);
     let bi = Stacked::new(vec![
         Bidirectional::new(gru(VOCAB, rng), gru(VOCAB, rng)),
@@ -282,8 +283,11 @@ fn networks(seed: u64) -> Networks {
     ])
     .unwrap();
     let res = Stacked::new(vec![
-        Residual::new(Unidirectional::new(Lstm::pytorch_init(VOCAB, 6, rng)), rng),
-        Residual::new(Unidirectional::new(Lstm::pytorch_init(6, 6, rng)), rng),
+        Residual::new(
+            Unidirectional::new(Lstm::pytorch_init(VOCAB, 6, (), rng)),
+            rng,
+        ),
+        Residual::new(Unidirectional::new(Lstm::pytorch_init(6, 6, (), rng)), rng),
     ])
     .unwrap();
     let rnn = |d, rng: &mut Rng| {

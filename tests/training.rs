@@ -10,7 +10,7 @@ use bptt::experiment::pathological::{
 use bptt::experiment::tasks::{
     ALL_TASKS, Batch, Inputs, MEMORY_LENGTH, Target, Task, count_errors,
 };
-use bptt::nn::cell::Cell;
+use bptt::nn::cell::{Cell, CellFamily};
 use bptt::nn::cells::vanilla::VanillaRnn;
 use bptt::nn::model::{LossAt, Model, Objective, Targets};
 use bptt::nn::params::Params;

@@ -6,7 +6,7 @@
 mod harness;
 
 use bptt::nn::activation::Activation;
-use bptt::nn::cell::Cell;
+use bptt::nn::cell::{Cell, CellFamily};
 use bptt::nn::cells::vanilla::VanillaRnn;
 use bptt::nn::sequence::{self, Truncation, Upstream};
 use bptt::rng::{stream, uniform_matrix};

@@ -20,7 +20,7 @@ use nalgebra::DMatrix;
 use crate::error::BpttError;
 use crate::nn::activation::Activation;
 use crate::nn::activation::sigmoid;
-use crate::nn::cell::Cell;
+use crate::nn::cell::{Cell, CellFamily};
 use crate::nn::cells::vanilla::VanillaRnn;
 use crate::nn::model::{LossAt, Model, Objective, Targets};
 use crate::nn::params::Params;

@@ -18,7 +18,7 @@ use crate::error::BpttError;
 use crate::experiment::tasks::{Batch, Target, Task};
 use crate::nn::activation::Activation;
 use crate::nn::arch::Unidirectional;
-use crate::nn::cell::Cell;
+use crate::nn::cell::{Cell, CellFamily};
 use crate::nn::cells::vanilla::VanillaRnn;
 use crate::nn::cells::vanilla::WEIGHT_HH;
 use crate::nn::model::NetworkModel;

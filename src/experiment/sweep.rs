@@ -5,89 +5,17 @@
 //! Every cell runs through the engine ([`crate::nn::engine`]) in its state-gradients-only mode
 //! ([`Want::STATES_ONLY`]): the code the property tests check is the code that measures.
 
-use std::fmt;
-use std::str::FromStr;
-
 use crate::nn::engine::{self, Inputs, MatRef, Tape, Upstream, Want};
 use nalgebra::{DMatrix, DVector, DVectorView};
 
 use crate::error::BpttError;
-use crate::nn::activation::Activation;
 use crate::nn::cell::Cell;
 use crate::nn::cell::{WEIGHT_HH, WEIGHT_IH};
-use crate::nn::cells::gru::GruGate;
-use crate::nn::cells::gru::{Gru, GruVariant};
-use crate::nn::cells::lstm::Lstm;
-use crate::nn::cells::lstm::LstmGate;
-use crate::nn::cells::vanilla::VanillaRnn;
+use crate::nn::cells::{AnyCell, CellKind};
 use crate::nn::sequence::Truncation;
 use crate::numerics::hqr::NoConvergence;
 use crate::numerics::spectral::{EigenWorkspace, Ensemble, gaussian, sigma_max};
 use crate::rng::{Rng, stream};
-
-/// The cells the sweep measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SweepCell {
-    Rnn(Activation),
-    Lstm,
-    /// PyTorch's GRU (reset after).
-    Gru,
-}
-
-impl SweepCell {
-    pub const ALL: [SweepCell; 6] = [
-        SweepCell::Rnn(Activation::Tanh),
-        SweepCell::Rnn(Activation::Sigmoid),
-        SweepCell::Rnn(Activation::Relu),
-        SweepCell::Rnn(Activation::Identity),
-        SweepCell::Lstm,
-        SweepCell::Gru,
-    ];
-
-    /// Stable identifier used in seeds.
-    pub fn id(self) -> u64 {
-        match self {
-            SweepCell::Rnn(a) => a as u64,
-            SweepCell::Lstm => 10,
-            SweepCell::Gru => 11,
-        }
-    }
-
-    /// γ = sup|σ'| for the vanilla cells (Pascanu's bound); None for gated cells, for which
-    /// the bound does not apply.
-    pub fn gamma(self) -> Option<f64> {
-        match self {
-            SweepCell::Rnn(a) => Some(a.gamma()),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for SweepCell {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SweepCell::Rnn(a) => write!(f, "rnn-{}", a.name()),
-            SweepCell::Lstm => f.write_str("lstm"),
-            SweepCell::Gru => f.write_str("gru"),
-        }
-    }
-}
-
-impl FromStr for SweepCell {
-    type Err = BpttError;
-    fn from_str(s: &str) -> Result<Self, BpttError> {
-        match s {
-            "lstm" => Ok(SweepCell::Lstm),
-            "gru" => Ok(SweepCell::Gru),
-            _ => match s.strip_prefix("rnn-").map(str::parse::<Activation>) {
-                Some(Ok(a)) => Ok(SweepCell::Rnn(a)),
-                _ => Err(BpttError::Invalid(format!(
-                    "unknown cell '{s}' (expected rnn-tanh, rnn-sigmoid, rnn-relu, rnn-linear, lstm, gru)"
-                ))),
-            },
-        }
-    }
-}
 
 /// Sizes of one sweep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -177,9 +105,7 @@ pub struct Workspace {
     d_final: DMatrix<f64>,
     eig: EigenWorkspace,
     /// The cells measured, built once and refilled with each matrix's weights.
-    rnn: Option<VanillaRnn<f64>>,
-    lstm: Option<Lstm<f64>>,
-    gru: Option<Gru<f64>>,
+    cell: Option<AnyCell<f64>>,
 }
 
 impl Workspace {
@@ -188,9 +114,7 @@ impl Workspace {
             tape: Tape::default(),
             d_final: DMatrix::zeros(0, 0),
             eig: EigenWorkspace::new(hidden),
-            rnn: None,
-            lstm: None,
-            gru: None,
+            cell: None,
         }
     }
 
@@ -261,7 +185,7 @@ fn column_norm_means(g: MatRef<'_, f64>) -> (f64, f64) {
 #[allow(clippy::too_many_arguments)]
 pub fn run_matrix(
     ws: &mut Workspace,
-    cell: SweepCell,
+    cell: CellKind,
     ensemble: Ensemble,
     rho: f64,
     rho_index: usize,
@@ -272,7 +196,12 @@ pub fn run_matrix(
 ) -> MatrixResult {
     let mut rng = stream(
         seed,
-        &[cell.id(), ensemble.id(), rho_index as u64, matrix as u64],
+        &[
+            cell.seed_id(),
+            ensemble.id(),
+            rho_index as u64,
+            matrix as u64,
+        ],
     );
     let Sizes {
         hidden: n,
@@ -281,11 +210,13 @@ pub fn run_matrix(
         batch,
     } = sizes;
     let input_sd = 1.0 / (m as f64).sqrt();
-    let gates = match cell {
-        SweepCell::Rnn(_) => 1,
-        SweepCell::Lstm => 4,
-        SweepCell::Gru => 3,
-    };
+    // the cell (kept in the workspace: no allocation per matrix), its weights set below
+    let mut c = ws
+        .cell
+        .take()
+        .filter(|c| c.kind() == cell && (c.input_size(), c.hidden_size()) == (m, n))
+        .unwrap_or_else(|| cell.zeros(m, n));
+    let gates = c.gate_rows() / n;
     // every recurrent block: drawn from the ensemble, rescaled to spectral radius ρ
     let mut redraws = 0;
     let mut w_hh = DMatrix::zeros(gates * n, n);
@@ -303,58 +234,11 @@ pub fn run_matrix(
         .map(|g| sigma_max(&w_hh.rows(g * n, n).into_owned(), &mut rng))
         .fold(0.0, f64::max);
 
-    // the cell (kept in the workspace: no allocation per matrix) with this matrix's weights
-    // (`same_kind`: the kept cell is the one asked for, beyond its sizes)
-    fn refill<C: Cell<f64>>(
-        slot: &mut Option<C>,
-        make: impl FnOnce() -> C,
-        same_kind: impl Fn(&C) -> bool,
-        w_hh: &DMatrix<f64>,
-        w_ih: &DMatrix<f64>,
-    ) -> C {
-        let fits = |c: &C| {
-            (c.input_size(), c.hidden_size()) == (w_ih.ncols(), w_hh.ncols()) && same_kind(c)
-        };
-        let mut c = slot.take().filter(fits).unwrap_or_else(make);
-        c.params_mut()[WEIGHT_HH].copy_from(w_hh);
-        c.params_mut()[WEIGHT_IH].copy_from(w_ih);
-        c
-    }
-    let (grad_norm, log10_grad_norm) = match cell {
-        SweepCell::Rnn(act) => {
-            let c = refill(
-                &mut ws.rnn,
-                || VanillaRnn::zeros(m, n, act),
-                |c| c.activation() == act,
-                &w_hh,
-                &w_ih,
-            );
-            let r = ws.grad_norms(&c, &xs, v, batch);
-            ws.rnn = Some(c);
-            r
-        }
-        SweepCell::Lstm => {
-            debug_assert_eq!(LstmGate::Output.rows(n).end, 4 * n);
-            let c = refill(&mut ws.lstm, || Lstm::zeros(m, n), |_| true, &w_hh, &w_ih);
-            let r = ws.grad_norms(&c, &xs, v, batch);
-            ws.lstm = Some(c);
-            r
-        }
-        SweepCell::Gru => {
-            debug_assert_eq!(GruGate::New.rows(n).end, 3 * n);
-            let c = refill(
-                &mut ws.gru,
-                || Gru::zeros(m, n, GruVariant::ResetAfter),
-                |_| true,
-                &w_hh,
-                &w_ih,
-            );
-            let r = ws.grad_norms(&c, &xs, v, batch);
-            ws.gru = Some(c);
-            r
-        }
-    }
-    .expect("shapes set by the sweep");
+    c.params_mut()[WEIGHT_HH].copy_from(&w_hh);
+    c.params_mut()[WEIGHT_IH].copy_from(&w_ih);
+    let result = ws.grad_norms(&c, &xs, v, batch);
+    ws.cell = Some(c);
+    let (grad_norm, log10_grad_norm) = result.expect("shapes set by the sweep");
     let ln: Vec<f64> = log10_grad_norm
         .iter()
         .map(|l| l * std::f64::consts::LN_10)
@@ -386,13 +270,5 @@ mod tests {
         assert_relative_eq!(decay_rate(&ln), -0.2, epsilon = 1e-15, max_relative = 1e-13);
         assert!(decay_rate(&[1.0]).is_nan());
         assert!(decay_rate(&[1.0, f64::NEG_INFINITY]).is_nan());
-    }
-
-    #[test]
-    fn cell_names_round_trip() {
-        for c in SweepCell::ALL {
-            assert_eq!(c.to_string().parse::<SweepCell>().unwrap(), c);
-        }
-        assert!("rnn-softplus".parse::<SweepCell>().is_err());
     }
 }

@@ -136,6 +136,19 @@ pub trait Cell<T: RealField + Copy>: Clone + Send + Sync {
         1.0
     }
 
+    /// Whether the step has kinks (points where it is not differentiable, e.g. ReLU at 0):
+    /// then [`Cell::kink_pattern`] reports them and finite differences must avoid them.
+    fn has_kinks(&self) -> bool {
+        false
+    }
+
+    /// γ = sup |σ'| of the step's one nonlinearity where `∂h_t/∂h_{t−1} = diag(σ'(a_t)) W_hh`
+    /// (the vanilla cell): Pascanu et al.'s bound `‖∂h_t/∂h_k‖ ≤ (γ σ_max(W_hh))^{t−k}`.
+    /// `None` for cells the bound does not cover (the gated ones).
+    fn derivative_bound(&self) -> Option<f64> {
+        None
+    }
+
     /// Whether Pascanu's Ω ([`crate::train::omega`]) is defined for this cell: `h = σ(P + W_hh h_prev)`
     /// with the engine's `∂L/∂P` equal to `σ'(a) ⊙ δ` (the vanilla cell).
     fn omega_applies(&self) -> bool {
@@ -180,11 +193,7 @@ pub fn sigmoid_conditioning<'a, T: RealField + Copy>(ss: impl IntoIterator<Item 
 
 /// PyTorch's four parameters of a cell with `gates` gate blocks, all zero: `weight_ih`
 /// (G·H × D), `weight_hh` (G·H × H), `bias_ih`, `bias_hh` (G·H × 1).
-pub(crate) fn gate_params<T: RealField + Copy>(
-    gates: usize,
-    input: usize,
-    hidden: usize,
-) -> Params<T> {
+fn gate_params<T: RealField + Copy>(gates: usize, input: usize, hidden: usize) -> Params<T> {
     let mut params = Params::new();
     // the order fixes WEIGHT_IH, WEIGHT_HH, BIAS_IH, BIAS_HH
     params.push("weight_ih", DMatrix::zeros(gates * hidden, input));
@@ -192,22 +201,6 @@ pub(crate) fn gate_params<T: RealField + Copy>(
     params.push("bias_ih", DMatrix::zeros(gates * hidden, 1));
     params.push("bias_hh", DMatrix::zeros(gates * hidden, 1));
     params
-}
-
-/// Redraw every entry of `params` from U(−bound, bound), matrix by matrix in order.
-pub(crate) fn randomize<T: RealField + Copy>(
-    params: &mut Params<T>,
-    bound: f64,
-    rng: &mut crate::rng::Rng,
-) {
-    for m in params.tensors_mut() {
-        *m = crate::rng::uniform_matrix(rng, m.nrows(), m.ncols(), bound);
-    }
-}
-
-/// PyTorch's default initialisation bound 1/√H.
-pub(crate) fn pytorch_bound(hidden: usize) -> f64 {
-    1.0 / (hidden.max(1) as f64).sqrt()
 }
 
 /// A cell that can be rebuilt over another scalar type with given parameters (same names,
@@ -219,3 +212,127 @@ pub trait Rescalar<T: RealField + Copy>: Cell<T> {
     /// This cell's configuration with `params` (shaped like [`Cell::params`]).
     fn with_params<U: RealField + Copy>(&self, params: Params<U>) -> Self::With<U>;
 }
+
+/// What every shipped cell shares beyond [`Cell`]: it is fixed by its sizes and a
+/// configuration (the activation, the GRU variant; `()` where there is none) and holds
+/// PyTorch's four parameters `weight_ih` (G·H × D), `weight_hh` (G·H × H), `bias_ih`,
+/// `bias_hh` (G·H × 1). Implementing it is three items; constructors, the safetensors loader,
+/// accessors come with it, the same for every cell, and [`Rescalar`] with one
+/// `rescalar_from_family!(Cell)` line.
+///
+/// ```
+/// use bptt::nn::activation::Activation;
+/// use bptt::nn::cell::{Cell, CellFamily};
+/// use bptt::nn::cells::lstm::Lstm;
+/// use bptt::nn::cells::vanilla::VanillaRnn;
+///
+/// let mut rng = bptt::rng::stream(7, &[]);
+/// let rnn = VanillaRnn::<f64>::pytorch_init(3, 5, Activation::Tanh, &mut rng);
+/// let lstm = Lstm::<f32>::uniform(3, 5, (), 0.1, &mut rng);
+/// assert_eq!(rnn.weight_hh().shape(), (5, 5));
+/// assert_eq!(lstm.weight_ih().shape(), (4 * 5, 3));
+/// assert_eq!(lstm.parameter_count(), 4 * 5 * (3 + 5 + 2));
+/// ```
+pub trait CellFamily<T: RealField + Copy>: Cell<T> + Sized {
+    /// G, the gate blocks stacked in the parameters (1 vanilla, 2 MGU, 3 GRU, 4 LSTM).
+    const GATES: usize;
+    /// PyTorch's module (`"RNN"`, `"LSTM"`, `"GRU"`), for messages of the loader.
+    const MODULE: &'static str;
+    /// What, beside the sizes, fixes the cell (not trained).
+    type Config: Copy + std::fmt::Debug + Send + Sync + 'static;
+
+    /// The cell of configuration `config` with parameters `params` (PyTorch's four, in order).
+    fn from_parts(config: Self::Config, params: Params<T>) -> Self;
+    /// Its configuration.
+    fn config(&self) -> Self::Config;
+
+    /// A cell with all parameters zero.
+    #[must_use]
+    fn zeros(input_size: usize, hidden_size: usize, config: Self::Config) -> Self {
+        Self::from_parts(config, gate_params(Self::GATES, input_size, hidden_size))
+    }
+
+    /// Every parameter drawn from U(−bound, bound), matrix by matrix in parameter order.
+    #[must_use]
+    fn uniform(
+        input_size: usize,
+        hidden_size: usize,
+        config: Self::Config,
+        bound: f64,
+        rng: &mut crate::rng::Rng,
+    ) -> Self {
+        let mut cell = Self::zeros(input_size, hidden_size, config);
+        for m in cell.params_mut().tensors_mut() {
+            *m = crate::rng::uniform_matrix(rng, m.nrows(), m.ncols(), bound);
+        }
+        cell
+    }
+
+    /// PyTorch's default initialisation: every parameter from U(−1/√H, 1/√H).
+    #[must_use]
+    fn pytorch_init(
+        input_size: usize,
+        hidden_size: usize,
+        config: Self::Config,
+        rng: &mut crate::rng::Rng,
+    ) -> Self {
+        let bound = 1.0 / (hidden_size.max(1) as f64).sqrt();
+        Self::uniform(input_size, hidden_size, config, bound, rng)
+    }
+
+    /// Load layer `layer` (direction `reverse`) of a PyTorch `nn.RNN` / `nn.LSTM` / `nn.GRU`
+    /// state_dict saved as safetensors: `weight_ih_l{layer}[_reverse]`, etc. Sizes are read
+    /// from the tensors; a missing or mis-shaped tensor is an error naming it.
+    fn from_state_dict(
+        sd: &crate::nn::import::StateDict,
+        layer: usize,
+        reverse: bool,
+        config: Self::Config,
+    ) -> Result<Self, crate::error::BpttError> {
+        let sfx = crate::nn::import::suffix(layer, reverse);
+        let (input, hidden) = sd.layer_sizes(&sfx, Self::GATES, Self::MODULE)?;
+        let mut cell = Self::zeros(input, hidden, config);
+        sd.load_params(&mut cell, &sfx)?;
+        Ok(cell)
+    }
+
+    /// `W_ih`, G·H × D.
+    fn weight_ih(&self) -> &DMatrix<T> {
+        &self.params()[WEIGHT_IH]
+    }
+    /// `W_hh`, G·H × H.
+    fn weight_hh(&self) -> &DMatrix<T> {
+        &self.params()[WEIGHT_HH]
+    }
+    /// `b_ih`, G·H × 1.
+    fn bias_ih(&self) -> &DMatrix<T> {
+        &self.params()[BIAS_IH]
+    }
+    /// `b_hh`, G·H × 1.
+    fn bias_hh(&self) -> &DMatrix<T> {
+        &self.params()[BIAS_HH]
+    }
+    /// Mutable `W_hh` (the experiments rescale it to a target spectral radius).
+    fn weight_hh_mut(&mut self) -> &mut DMatrix<T> {
+        &mut self.params_mut()[WEIGHT_HH]
+    }
+}
+
+/// [`Rescalar`] for a [`CellFamily`] cell: the same configuration, new parameters.
+/// `rescalar_from_family!(Lstm);` in the cell's file.
+macro_rules! rescalar_from_family {
+    ($cell:ident) => {
+        impl<T: RealField + Copy> $crate::nn::cell::Rescalar<T> for $cell<T> {
+            type With<U: RealField + Copy> = $cell<U>;
+            fn with_params<U: RealField + Copy>(&self, params: Params<U>) -> $cell<U> {
+                assert_eq!(
+                    params.names(),
+                    self.params().names(),
+                    "with_params: parameter names differ"
+                );
+                <$cell<U> as $crate::nn::cell::CellFamily<U>>::from_parts(self.config(), params)
+            }
+        }
+    };
+}
+pub(crate) use rescalar_from_family;

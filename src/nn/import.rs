@@ -268,6 +268,7 @@ pub fn to_safetensors(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::cell::CellFamily;
 
     #[test]
     fn exported_parameters_read_back_exactly() {

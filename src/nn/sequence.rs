@@ -288,6 +288,7 @@ pub fn backward<T: RealField + Copy, C: Cell<T>>(
 mod tests {
     use super::*;
     use crate::nn::activation::Activation;
+    use crate::nn::cell::CellFamily;
     use crate::nn::cells::vanilla::VanillaRnn;
     use crate::rng::{stream, uniform_matrix};
 

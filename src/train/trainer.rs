@@ -24,14 +24,15 @@
 //! use bptt::nn::arch::{Stacked, Unidirectional};
 //! use bptt::nn::engine::Inputs;
 //! use bptt::train::trainer::{Batch, Config, Targets, Trainer};
+//! use bptt::nn::cell::CellFamily;
 //! use bptt::nn::cells::lstm::Lstm;
 //! use bptt::nn::model::NetworkModel;
 //! use bptt::nn::readout::Readout;
 //!
 //! let mut rng = bptt::rng::stream(1, &[]);
 //! let net = Stacked::new(vec![
-//!     Unidirectional::new(Lstm::<f32>::pytorch_init(5, 8, &mut rng)),
-//!     Unidirectional::new(Lstm::<f32>::pytorch_init(8, 8, &mut rng)),
+//!     Unidirectional::new(Lstm::<f32>::pytorch_init(5, 8, (), &mut rng)),
+//!     Unidirectional::new(Lstm::<f32>::pytorch_init(8, 8, (), &mut rng)),
 //! ])
 //! .unwrap();
 //! let mut model = NetworkModel::new(net, Readout::uniform(8, 3, 0.3, &mut rng)).unwrap();

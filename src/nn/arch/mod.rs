@@ -718,7 +718,7 @@ impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Unidirectional<C> {
 }
 
 /// How to build one direction of one layer of a cell type from a PyTorch state_dict:
-/// `(state_dict, layer, reverse) -> cell`. E.g. `|sd, l, r| Lstm::from_state_dict(sd, l, r)`.
+/// `(state_dict, layer, reverse) -> cell`. E.g. `|sd, l, r| Lstm::from_state_dict(sd, l, r, ())`.
 pub trait LoadCell<T: RealField + Copy, C: Cell<T>>:
     Fn(&StateDict, usize, bool) -> Result<C, BpttError>
 {

@@ -32,12 +32,11 @@ use std::ops::Range;
 use nalgebra::{DMatrix, RealField};
 
 use crate::error::BpttError;
-use crate::nn::cell::Cell;
+use crate::nn::cell::{Cell, CellFamily};
 pub use crate::nn::cell::{BIAS_HH, BIAS_IH, WEIGHT_HH, WEIGHT_IH};
 use crate::nn::engine::mat::{add_to, sigmoid_in_place, tanh_in_place};
 use crate::nn::engine::{MatMut, MatRef, Op, gemm};
 use crate::nn::params::Params;
-use crate::rng::Rng;
 
 /// The three gate blocks of the GRU's stacked matrices, in PyTorch order r, z, n.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,75 +95,8 @@ pub struct Gru<T: RealField + Copy> {
 }
 
 impl<T: RealField + Copy> Gru<T> {
-    /// A GRU with all parameters zero.
-    pub fn zeros(input_size: usize, hidden_size: usize, variant: GruVariant) -> Self {
-        let params = crate::nn::cell::gate_params(3, input_size, hidden_size);
-        Gru { variant, params }
-    }
-
-    /// Load layer `layer` (direction `reverse`) of a PyTorch `nn.GRU` state_dict saved as
-    /// safetensors: `weight_ih_l{layer}[_reverse]`, etc. Sizes are read from the tensors; a
-    /// missing or mis-shaped tensor is an error naming it.
-    pub fn from_state_dict(
-        sd: &crate::nn::import::StateDict,
-        layer: usize,
-        reverse: bool,
-        variant: GruVariant,
-    ) -> Result<Self, crate::error::BpttError> {
-        let sfx = crate::nn::import::suffix(layer, reverse);
-        let (input, hidden) = sd.layer_sizes(&sfx, 3, "GRU")?;
-        let mut cell = Self::zeros(input, hidden, variant);
-        sd.load_params(&mut cell, &sfx)?;
-        Ok(cell)
-    }
-
-    /// Every parameter drawn from U(−bound, bound).
-    pub fn uniform(
-        input_size: usize,
-        hidden_size: usize,
-        variant: GruVariant,
-        bound: f64,
-        rng: &mut Rng,
-    ) -> Self {
-        let mut cell = Self::zeros(input_size, hidden_size, variant);
-        crate::nn::cell::randomize(&mut cell.params, bound, rng);
-        cell
-    }
-
-    /// PyTorch's default initialisation: every parameter from U(−1/√H, 1/√H).
-    pub fn pytorch_init(
-        input_size: usize,
-        hidden_size: usize,
-        variant: GruVariant,
-        rng: &mut Rng,
-    ) -> Self {
-        Self::uniform(
-            input_size,
-            hidden_size,
-            variant,
-            crate::nn::cell::pytorch_bound(hidden_size),
-            rng,
-        )
-    }
-
     pub fn variant(&self) -> GruVariant {
         self.variant
-    }
-    /// `W_ih`, 3H × D.
-    pub fn weight_ih(&self) -> &DMatrix<T> {
-        &self.params[WEIGHT_IH]
-    }
-    /// `W_hh`, 3H × H.
-    pub fn weight_hh(&self) -> &DMatrix<T> {
-        &self.params[WEIGHT_HH]
-    }
-    /// `b_ih`, 3H × 1.
-    pub fn bias_ih(&self) -> &DMatrix<T> {
-        &self.params[BIAS_IH]
-    }
-    /// `b_hh`, 3H × 1.
-    pub fn bias_hh(&self) -> &DMatrix<T> {
-        &self.params[BIAS_HH]
     }
     /// Mutable recurrent block of one gate (the experiments rescale them).
     pub fn weight_hh_gate_mut(&mut self, gate: GruGate) -> nalgebra::DMatrixViewMut<'_, T> {
@@ -183,6 +115,20 @@ impl<T: RealField + Copy> Gru<T> {
         }
     }
 }
+
+impl<T: RealField + Copy> CellFamily<T> for Gru<T> {
+    const GATES: usize = 3;
+    const MODULE: &'static str = "GRU";
+    type Config = GruVariant;
+    fn from_parts(config: GruVariant, params: Params<T>) -> Self {
+        Gru { variant: config, params }
+    }
+    fn config(&self) -> GruVariant {
+        self.variant
+    }
+}
+
+crate::nn::cell::rescalar_from_family!(Gru);
 
 impl<T: RealField + Copy> Cell<T> for Gru<T> {
     fn name(&self) -> String {
@@ -407,21 +353,6 @@ impl<T: RealField + Copy> Cell<T> for Gru<T> {
         let hd = self.hidden_size();
         sigmoid_conditioning(entries(tape, 0..2 * hd))
             .max(tanh_conditioning(entries(tape, self.n_rows())))
-    }
-}
-
-impl<T: RealField + Copy> crate::nn::cell::Rescalar<T> for Gru<T> {
-    type With<U: RealField + Copy> = Gru<U>;
-    fn with_params<U: RealField + Copy>(&self, params: Params<U>) -> Gru<U> {
-        assert_eq!(
-            params.names(),
-            self.params.names(),
-            "with_params: parameter names differ"
-        );
-        Gru {
-            variant: self.variant,
-            params,
-        }
     }
 }
 

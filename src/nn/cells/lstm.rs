@@ -29,7 +29,7 @@ use std::ops::Range;
 
 use nalgebra::{DMatrix, RealField};
 
-use crate::nn::cell::Cell;
+use crate::nn::cell::{Cell, CellFamily};
 pub use crate::nn::cell::{BIAS_HH, BIAS_IH, WEIGHT_HH, WEIGHT_IH};
 use crate::nn::engine::mat::{sigmoid_in_place, tanh_in_place, tanh_into};
 use crate::nn::engine::{MatMut, MatRef, Op, gemm};
@@ -68,44 +68,6 @@ pub struct Lstm<T: RealField + Copy> {
 }
 
 impl<T: RealField + Copy> Lstm<T> {
-    /// An LSTM with all parameters zero.
-    pub fn zeros(input_size: usize, hidden_size: usize) -> Self {
-        let params = crate::nn::cell::gate_params(4, input_size, hidden_size);
-        Lstm { params }
-    }
-
-    /// Load layer `layer` (direction `reverse`) of a PyTorch `nn.LSTM` state_dict saved as
-    /// safetensors: `weight_ih_l{layer}[_reverse]`, etc. Sizes are read from the tensors; a
-    /// missing or mis-shaped tensor is an error naming it.
-    pub fn from_state_dict(
-        sd: &crate::nn::import::StateDict,
-        layer: usize,
-        reverse: bool,
-    ) -> Result<Self, crate::error::BpttError> {
-        let sfx = crate::nn::import::suffix(layer, reverse);
-        let (input, hidden) = sd.layer_sizes(&sfx, 4, "LSTM")?;
-        let mut cell = Self::zeros(input, hidden);
-        sd.load_params(&mut cell, &sfx)?;
-        Ok(cell)
-    }
-
-    /// Every parameter drawn from U(−bound, bound).
-    pub fn uniform(input_size: usize, hidden_size: usize, bound: f64, rng: &mut Rng) -> Self {
-        let mut cell = Self::zeros(input_size, hidden_size);
-        crate::nn::cell::randomize(&mut cell.params, bound, rng);
-        cell
-    }
-
-    /// PyTorch's default initialisation: every parameter from U(−1/√H, 1/√H).
-    pub fn pytorch_init(input_size: usize, hidden_size: usize, rng: &mut Rng) -> Self {
-        Self::uniform(
-            input_size,
-            hidden_size,
-            crate::nn::cell::pytorch_bound(hidden_size),
-            rng,
-        )
-    }
-
     /// Set the forget-gate bias: `b_ih[f] = value`, `b_hh[f] = 0`, so the effective forget
     /// bias is `value` (Gers et al. 2000; Jozefowicz et al. 2015 recommend 1.0).
     pub fn with_forget_bias(mut self, value: f64) -> Self {
@@ -142,22 +104,10 @@ impl<T: RealField + Copy> Lstm<T> {
     }
 
     /// `W_ih`, 4H × D.
-    pub fn weight_ih(&self) -> &DMatrix<T> {
-        &self.params[WEIGHT_IH]
-    }
-    /// `W_hh`, 4H × H.
-    pub fn weight_hh(&self) -> &DMatrix<T> {
-        &self.params[WEIGHT_HH]
-    }
-    /// `b_ih`, 4H × 1.
-    pub fn bias_ih(&self) -> &DMatrix<T> {
-        &self.params[BIAS_IH]
-    }
-    /// `b_hh`, 4H × 1.
-    pub fn bias_hh(&self) -> &DMatrix<T> {
-        &self.params[BIAS_HH]
-    }
-    /// The recurrent block `W_h·` of one gate, H × H.
+        /// `W_hh`, 4H × H.
+        /// `b_ih`, 4H × 1.
+        /// `b_hh`, 4H × 1.
+        /// The recurrent block `W_h·` of one gate, H × H.
     pub fn weight_hh_gate(&self, gate: LstmGate) -> DMatrix<T> {
         let r = gate.rows(self.hidden_size());
         self.params[WEIGHT_HH].rows(r.start, r.len()).into_owned()
@@ -168,6 +118,18 @@ impl<T: RealField + Copy> Lstm<T> {
         self.params[WEIGHT_HH].rows_mut(r.start, r.len())
     }
 }
+
+impl<T: RealField + Copy> CellFamily<T> for Lstm<T> {
+    const GATES: usize = 4;
+    const MODULE: &'static str = "LSTM";
+    type Config = ();
+    fn from_parts((): (), params: Params<T>) -> Self {
+        Lstm { params }
+    }
+    fn config(&self) {}
+}
+
+crate::nn::cell::rescalar_from_family!(Lstm);
 
 impl<T: RealField + Copy> Cell<T> for Lstm<T> {
     fn name(&self) -> String {
@@ -291,18 +253,6 @@ impl<T: RealField + Copy> Cell<T> for Lstm<T> {
     }
 }
 
-impl<T: RealField + Copy> crate::nn::cell::Rescalar<T> for Lstm<T> {
-    type With<U: RealField + Copy> = Lstm<U>;
-    fn with_params<U: RealField + Copy>(&self, params: Params<U>) -> Lstm<U> {
-        assert_eq!(
-            params.names(),
-            self.params.names(),
-            "with_params: parameter names differ"
-        );
-        Lstm { params }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,7 +264,7 @@ mod tests {
         assert_eq!(LstmGate::Forget.rows(3), 3..6);
         assert_eq!(LstmGate::Cell.rows(3), 6..9);
         assert_eq!(LstmGate::Output.rows(3), 9..12);
-        let cell = Lstm::<f64>::zeros(5, 3);
+        let cell = Lstm::<f64>::zeros(5, 3, ());
         assert_eq!(cell.weight_ih().shape(), (12, 5));
         assert_eq!(cell.parameter_count(), 4 * 3 * (5 + 3 + 2));
     }
@@ -322,14 +272,14 @@ mod tests {
     #[test]
     fn initialisations_set_the_documented_biases() {
         let mut rng = stream(4, &[]);
-        let cell = Lstm::<f64>::pytorch_init(2, 4, &mut rng).with_forget_bias(1.0);
+        let cell = Lstm::<f64>::pytorch_init(2, 4, (), &mut rng).with_forget_bias(1.0);
         let f = LstmGate::Forget.rows(4);
         assert!(
             f.clone()
                 .all(|r| cell.bias_ih()[r] == 1.0 && cell.bias_hh()[r] == 0.0)
         );
         assert!(cell.weight_hh().iter().all(|w| w.abs() <= 0.5));
-        let cell = Lstm::<f64>::zeros(2, 64).with_chrono_init(100.0, &mut rng);
+        let cell = Lstm::<f64>::zeros(2, 64, ()).with_chrono_init(100.0, &mut rng);
         let (f, i) = (LstmGate::Forget.rows(64), LstmGate::Input.rows(64));
         for (fr, ir) in f.zip(i) {
             let b_f = cell.bias_ih()[fr];
@@ -341,7 +291,7 @@ mod tests {
     #[test]
     fn zero_weights_give_the_textbook_values() {
         // all pre-activations 0: i = f = o = 1/2, g = 0, so c = c_prev / 2, h = tanh(c)/2
-        let cell = Lstm::<f64>::zeros(1, 2);
+        let cell = Lstm::<f64>::zeros(1, 2, ());
         let s_prev = DMatrix::from_column_slice(4, 1, &[0.3, -0.2, 0.8, -1.0]);
         let s =
             crate::nn::sequence::step(&cell, &DMatrix::from_element(1, 1, 0.5), &s_prev).unwrap();

@@ -16,15 +16,14 @@
 //! dW_ih    += dA Xᵀ    dW_hh += dA H_prevᵀ    db_ih, db_hh += dA 1    (engine, all steps)
 //! ```
 
-use nalgebra::{DMatrix, RealField};
+use nalgebra::RealField;
 
 use crate::nn::activation::Activation;
-use crate::nn::cell::Cell;
+use crate::nn::cell::{Cell, CellFamily};
 pub use crate::nn::cell::{BIAS_HH, BIAS_IH, WEIGHT_HH, WEIGHT_IH};
 use crate::nn::engine::mat::{sigmoid_into, tanh_into};
 use crate::nn::engine::{MatMut, MatRef, Op, gemm};
 use crate::nn::params::Params;
-use crate::rng::Rng;
 
 /// Vanilla RNN cell with activation σ ∈ {tanh, sigmoid, ReLU, identity}.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,76 +33,10 @@ pub struct VanillaRnn<T: RealField + Copy> {
 }
 
 impl<T: RealField + Copy> VanillaRnn<T> {
-    /// A cell with all parameters zero.
-    pub fn zeros(input_size: usize, hidden_size: usize, activation: Activation) -> Self {
-        let params = crate::nn::cell::gate_params(1, input_size, hidden_size);
-        VanillaRnn { activation, params }
-    }
-
-    /// Load layer `layer` (direction `reverse`) of a PyTorch `nn.RNN` state_dict saved as
-    /// safetensors: `weight_ih_l{layer}[_reverse]`, etc. Sizes are read from the tensors; a
-    /// missing or mis-shaped tensor is an error naming it.
-    pub fn from_state_dict(
-        sd: &crate::nn::import::StateDict,
-        layer: usize,
-        reverse: bool,
-        activation: Activation,
-    ) -> Result<Self, crate::error::BpttError> {
-        let sfx = crate::nn::import::suffix(layer, reverse);
-        let (input, hidden) = sd.layer_sizes(&sfx, 1, "RNN")?;
-        let mut cell = Self::zeros(input, hidden, activation);
-        sd.load_params(&mut cell, &sfx)?;
-        Ok(cell)
-    }
-
-    /// Every parameter drawn from U(−bound, bound).
-    pub fn uniform(
-        input_size: usize,
-        hidden_size: usize,
-        activation: Activation,
-        bound: f64,
-        rng: &mut Rng,
-    ) -> Self {
-        let mut cell = Self::zeros(input_size, hidden_size, activation);
-        crate::nn::cell::randomize(&mut cell.params, bound, rng);
-        cell
-    }
-
-    /// PyTorch's default initialisation: every parameter from U(−1/√H, 1/√H).
-    pub fn pytorch_init(
-        input_size: usize,
-        hidden_size: usize,
-        activation: Activation,
-        rng: &mut Rng,
-    ) -> Self {
-        let bound = crate::nn::cell::pytorch_bound(hidden_size);
-        Self::uniform(input_size, hidden_size, activation, bound, rng)
-    }
-
     pub fn activation(&self) -> Activation {
         self.activation
     }
-    /// `W_ih`, H × D.
-    pub fn weight_ih(&self) -> &DMatrix<T> {
-        &self.params[WEIGHT_IH]
     }
-    /// `W_hh`, H × H.
-    pub fn weight_hh(&self) -> &DMatrix<T> {
-        &self.params[WEIGHT_HH]
-    }
-    /// `b_ih`, H × 1.
-    pub fn bias_ih(&self) -> &DMatrix<T> {
-        &self.params[BIAS_IH]
-    }
-    /// `b_hh`, H × 1.
-    pub fn bias_hh(&self) -> &DMatrix<T> {
-        &self.params[BIAS_HH]
-    }
-    /// Mutable `W_hh` (the experiments rescale it to a target spectral radius).
-    pub fn weight_hh_mut(&mut self) -> &mut DMatrix<T> {
-        &mut self.params[WEIGHT_HH]
-    }
-}
 
 /// `h = σ(a)` element-wise.
 fn activate<T: RealField + Copy>(act: Activation, a: &[T], h: &mut [T]) {
@@ -144,6 +77,20 @@ fn backprop_activation<T: RealField + Copy>(
         Activation::Identity => da.copy_from_slice(g),
     }
 }
+
+impl<T: RealField + Copy> CellFamily<T> for VanillaRnn<T> {
+    const GATES: usize = 1;
+    const MODULE: &'static str = "RNN";
+    type Config = Activation;
+    fn from_parts(config: Activation, params: Params<T>) -> Self {
+        VanillaRnn { activation: config, params }
+    }
+    fn config(&self) -> Activation {
+        self.activation
+    }
+}
+
+crate::nn::cell::rescalar_from_family!(VanillaRnn);
 
 impl<T: RealField + Copy> Cell<T> for VanillaRnn<T> {
     fn name(&self) -> String {
@@ -227,24 +174,17 @@ impl<T: RealField + Copy> Cell<T> for VanillaRnn<T> {
         true
     }
 
+    fn has_kinks(&self) -> bool {
+        self.activation.has_kink()
+    }
+
+    fn derivative_bound(&self) -> Option<f64> {
+        Some(self.activation.gamma())
+    }
+
     fn kink_pattern(&self, tape: MatRef<'_, T>, out: &mut Vec<bool>) {
         if self.activation.has_kink() {
             out.extend(crate::nn::cell::entries(tape, 0..tape.rows()).map(|&a| a > T::zero()));
-        }
-    }
-}
-
-impl<T: RealField + Copy> crate::nn::cell::Rescalar<T> for VanillaRnn<T> {
-    type With<U: RealField + Copy> = VanillaRnn<U>;
-    fn with_params<U: RealField + Copy>(&self, params: Params<U>) -> VanillaRnn<U> {
-        assert_eq!(
-            params.names(),
-            self.params.names(),
-            "with_params: parameter names differ"
-        );
-        VanillaRnn {
-            activation: self.activation,
-            params,
         }
     }
 }

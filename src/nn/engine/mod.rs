@@ -28,11 +28,11 @@
 //!
 //! ```
 //! use bptt::nn::engine::{self, Inputs, MatRef, Tape, Upstream, Want};
-//! use bptt::nn::cell::Cell;
+//! use bptt::nn::cell::{Cell, CellFamily};
 //! use bptt::nn::cells::lstm::Lstm;
 //! use nalgebra::DMatrix;
 //!
-//! let cell = Lstm::<f64>::pytorch_init(3, 4, &mut bptt::rng::stream(1, &[]));
+//! let cell = Lstm::<f64>::pytorch_init(3, 4, (), &mut bptt::rng::stream(1, &[]));
 //! let (steps, batch) = (5, 2);
 //! let x = DMatrix::from_fn(3, steps * batch, |i, j| ((i + j) as f64).sin());
 //! let s0 = DMatrix::zeros(cell.state_size(), batch);
