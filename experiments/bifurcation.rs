@@ -3,26 +3,26 @@
 //! `E_T = (σ(x_T) − target)²` with its "wall" (Fig. 6), and gradient descent hitting the wall
 //! with and without global-norm clipping.
 //!
-//! Parts (`--part`, default all), each writing a CSV and a JSON provenance sidecar into `--out`:
-//! `diagram` (`diagram_fixed_points.csv`, `diagram_attractors.csv`, `diagram.json`), `surface`
-//! (`surface.csv`, `surface.json`), `trajectories` (`trajectories.csv`, `trajectories.json`).
-//! Schemas: experiments/README.md. No randomness: output is a function of the flags.
+//! Parts (`--part`, default all; one chunk each), writing into `--out`: `diagram`
+//! (`diagram_fixed_points.csv`, `diagram_attractors.csv`), `surface` (`surface.csv`),
+//! `trajectories` (`trajectories.csv`), and one provenance sidecar `bifurcation.json` whose
+//! `results` hold each part's findings. Schemas: experiments/README.md. No randomness: output
+//! is a function of the flags, every one of which is validated before any part runs.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
 
-use bptt::experiment::driver::{CommonArgs, git_commit, now_rfc3339, write_atomic};
+use bptt::experiment::driver::{
+    self, CommonArgs, Context, Experiment, Outputs, Rows, Summary, Table,
+};
 use bptt::experiment::dynamics::{
     bistable_interval, descend, error_and_gradient, fixed_points, iterate,
 };
 use clap::{Parser, ValueEnum};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
-const EXPERIMENT: &str = "bifurcation";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum Part {
     Diagram,
@@ -31,7 +31,7 @@ enum Part {
     All,
 }
 
-#[derive(Parser, Debug, serde::Serialize)]
+#[derive(Parser, Debug, Serialize)]
 #[command(
     name = "bifurcation",
     version,
@@ -96,38 +96,78 @@ struct Args {
     threshold: f64,
 }
 
-/// `START:STOP:N` → N evenly spaced values, both ends included.
-fn grid(name: &str, spec: &str) -> Result<Vec<f64>, String> {
-    let bad = |why: &str| format!("invalid --{name} '{spec}': {why}");
-    let parts: Vec<&str> = spec.split(':').collect();
-    let [a, b, n] = parts[..] else {
-        return Err(bad("expected START:STOP:N"));
-    };
-    let (a, b): (f64, f64) = (
-        a.trim().parse().map_err(|_| bad("START is not a number"))?,
-        b.trim().parse().map_err(|_| bad("STOP is not a number"))?,
-    );
-    let n: usize = n
-        .trim()
-        .parse()
-        .map_err(|_| bad("N is not a whole number"))?;
-    if !(a.is_finite() && b.is_finite()) || b < a {
-        return Err(bad("need finite START ≤ STOP"));
+/// A grid `START:STOP:N`: N evenly spaced values, both ends included.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+struct Grid {
+    start: f64,
+    stop: f64,
+    n: usize,
+}
+
+impl Grid {
+    fn parse(name: &str, spec: &str) -> Result<Grid, String> {
+        let bad = |why: &str| format!("invalid --{name} '{spec}': {why}");
+        let parts: Vec<&str> = spec.split(':').collect();
+        let [a, b, n] = parts[..] else {
+            return Err(bad("expected START:STOP:N"));
+        };
+        let (start, stop): (f64, f64) = (
+            a.trim().parse().map_err(|_| bad("START is not a number"))?,
+            b.trim().parse().map_err(|_| bad("STOP is not a number"))?,
+        );
+        let n: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| bad("N is not a whole number"))?;
+        if !(start.is_finite() && stop.is_finite()) || stop < start {
+            return Err(bad("need finite START ≤ STOP"));
+        }
+        if n == 0 || n > 10_000_000 || (n == 1 && start != stop) {
+            return Err(bad(
+                "N must be ≥ 2 (or 1 with START = STOP) and at most 1e7",
+            ));
+        }
+        Ok(Grid { start, stop, n })
     }
-    if n == 0 || n > 10_000_000 || (n == 1 && a != b) {
-        return Err(bad(
-            "N must be ≥ 2 (or 1 with START = STOP) and at most 1e7",
-        ));
+
+    fn values(&self) -> Vec<f64> {
+        (0..self.n)
+            .map(|i| {
+                if self.n == 1 {
+                    self.start
+                } else {
+                    self.start + (self.stop - self.start) * i as f64 / (self.n - 1) as f64
+                }
+            })
+            .collect()
     }
-    Ok((0..n)
-        .map(|i| {
-            if n == 1 {
-                a
-            } else {
-                a + (b - a) * i as f64 / (n - 1) as f64
-            }
-        })
-        .collect())
+
+    fn spacing(&self) -> f64 {
+        if self.n > 1 {
+            (self.stop - self.start) / (self.n - 1) as f64
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The resolved work: the parts to compute and every parameter, validated.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Plan {
+    parts: Vec<Part>,
+    w: f64,
+    diagram_b: Grid,
+    diagram_x0: Grid,
+    iterations: usize,
+    surface_w: Grid,
+    surface_b: Grid,
+    x0: f64,
+    target: f64,
+    steps: usize,
+    starts: Vec<(f64, f64)>,
+    lr: f64,
+    descent_steps: usize,
+    threshold: f64,
 }
 
 fn starts(spec: &str) -> Result<Vec<(f64, f64)>, String> {
@@ -145,233 +185,349 @@ fn starts(spec: &str) -> Result<Vec<(f64, f64)>, String> {
         .collect()
 }
 
-fn save(out: &Path, name: &str, text: &str) -> Result<(), (u8, String)> {
-    write_atomic(&out.join(name), text.as_bytes())
-        .map_err(|e| (1, format!("{}: {e}", out.join(name).display())))
+/// Every flag of every part, validated (whichever parts run).
+fn plan(a: &Args) -> Result<Plan, String> {
+    let finite = |name: &str, v: f64| {
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(format!("--{name} must be a finite number, got {v}"))
+        }
+    };
+    let positive = |name: &str, v: f64| {
+        if v > 0.0 && v.is_finite() {
+            Ok(v)
+        } else {
+            Err(format!("--{name} must be a positive number, got {v}"))
+        }
+    };
+    let at_least_one = |name: &str, v: usize| {
+        if v >= 1 {
+            Ok(v)
+        } else {
+            Err(format!("--{name} must be at least 1"))
+        }
+    };
+    let parts = match a.part {
+        Part::All => vec![Part::Diagram, Part::Surface, Part::Trajectories],
+        p => vec![p],
+    };
+    let plan = Plan {
+        parts,
+        w: finite("w", a.w)?,
+        diagram_b: Grid::parse("diagram-b", &a.diagram_b)?,
+        diagram_x0: Grid::parse("diagram-x0", &a.diagram_x0)?,
+        iterations: at_least_one("iterations", a.iterations)?,
+        surface_w: Grid::parse("surface-w", &a.surface_w)?,
+        surface_b: Grid::parse("surface-b", &a.surface_b)?,
+        x0: finite("x0", a.x0)?,
+        target: finite("target", a.target)?,
+        steps: at_least_one("steps", a.steps)?,
+        starts: starts(&a.starts)?,
+        lr: positive("lr", a.lr)?,
+        descent_steps: at_least_one("descent-steps", a.descent_steps)?,
+        threshold: positive("threshold", a.threshold)?,
+    };
+    // the largest table held at once (~100 bytes a row)
+    let rows = |g: &Grid, h: &Grid| (g.n as u128).checked_mul(h.n as u128);
+    let estimate = [
+        rows(&plan.diagram_b, &plan.diagram_x0),
+        rows(&plan.surface_w, &plan.surface_b),
+        (plan.starts.len() as u128).checked_mul(2 * (plan.descent_steps as u128 + 1)),
+    ]
+    .into_iter()
+    .try_fold(0u128, |m, r| Some(m.max(r?)))
+    .and_then(|r| r.checked_mul(200));
+    driver::check_plan_memory(estimate, "the largest grid's rows")?;
+    Ok(plan)
 }
 
-fn sidecar(
-    out: &Path,
-    name: &str,
-    args: &Args,
-    start: &str,
-    clock: Instant,
-    extra: serde_json::Value,
-) -> Result<(), (u8, String)> {
-    let meta = serde_json::json!({
-        "experiment": EXPERIMENT,
-        "part": name,
-        "crate_version": env!("CARGO_PKG_VERSION"),
-        "git_commit": git_commit(),
-        "command_line": std::env::args().collect::<Vec<_>>(),
-        "arguments": args,
-        "threads": rayon::current_num_threads(),
-        "start_time": start,
-        "end_time": now_rfc3339(),
-        "wall_seconds": clock.elapsed().as_secs_f64(),
-        "results": extra,
-    });
-    save(
-        out,
-        &format!("{name}.json"),
-        &serde_json::to_string_pretty(&meta).unwrap(),
-    )
+/// `diagram_fixed_points.csv`: every fixed point x* of x = w·σ(x) + b at each b.
+#[derive(Serialize, Deserialize, Default)]
+struct FixedPointRow {
+    w: f64,
+    b: f64,
+    x_star: f64,
+    multiplier: f64,
+    stable: u8,
 }
 
-fn diagram(args: &Args, out: &Path) -> Result<(), (u8, String)> {
-    let (start, clock) = (now_rfc3339(), Instant::now());
-    let bs = grid("diagram-b", &args.diagram_b).map_err(|e| (2, e))?;
-    let x0s = grid("diagram-x0", &args.diagram_x0).map_err(|e| (2, e))?;
-    let w = args.w;
-    let rows: Vec<(String, String, usize)> = bs
-        .par_iter()
-        .map(|&b| {
-            let fps = fixed_points(w, b);
-            let mut f = String::new();
-            for p in &fps {
-                writeln!(f, "{w},{b},{},{},{}", p.x, p.multiplier, u8::from(p.stable)).unwrap();
-            }
-            let mut a = String::new();
-            for &x0 in &x0s {
-                let x_inf = iterate(w, b, x0, args.iterations);
-                writeln!(a, "{w},{b},{x0},{x_inf}").unwrap();
-            }
-            (f, a, fps.len())
-        })
-        .collect();
-    let mut fp = String::from("w,b,x_star,multiplier,stable\n");
-    let mut at = String::from("w,b,x0,x_inf\n");
-    for (f, a, _) in &rows {
-        fp += f;
-        at += a;
+/// `diagram_attractors.csv`: the state reached from x_0 after `--iterations` steps.
+#[derive(Serialize, Default)]
+struct AttractorRow {
+    w: f64,
+    b: f64,
+    x0: f64,
+    x_inf: f64,
+}
+
+/// `surface.csv`: E_T and its gradient at one (w, b).
+#[derive(Serialize, Deserialize, Default)]
+struct SurfaceRow {
+    w: f64,
+    b: f64,
+    error: f64,
+    grad_w: f64,
+    grad_b: f64,
+    grad_norm: f64,
+}
+
+/// `trajectories.csv`: one gradient-descent step of one run (runs 2i plain, 2i+1 clipped).
+#[derive(Serialize, Deserialize, Default)]
+struct TrajectoryRow {
+    run: usize,
+    start_w: f64,
+    start_b: f64,
+    clipping: u8,
+    step: usize,
+    w: f64,
+    b: f64,
+    error: f64,
+    grad_norm: f64,
+    clipped: u8,
+    skipped: u8,
+}
+
+/// The tables of `part`, in the order they are listed.
+fn part_tables(part: Part) -> Vec<Table> {
+    match part {
+        Part::Diagram => vec![
+            Table::of::<FixedPointRow>("diagram_fixed_points.csv"),
+            Table::of::<AttractorRow>("diagram_attractors.csv"),
+        ],
+        Part::Surface => vec![Table::of::<SurfaceRow>("surface.csv")],
+        Part::Trajectories => vec![Table::of::<TrajectoryRow>("trajectories.csv")],
+        Part::All => Vec::new(),
     }
-    let three: Vec<f64> = bs
-        .iter()
-        .zip(&rows)
-        .filter(|(_, r)| r.2 == 3)
-        .map(|(b, _)| *b)
-        .collect();
-    save(out, "diagram_fixed_points.csv", &fp)?;
-    save(out, "diagram_attractors.csv", &at)?;
-    let analytic = bistable_interval(w);
-    sidecar(
-        out,
-        "diagram",
-        args,
-        &start,
-        clock,
-        serde_json::json!({
-            "w": w,
-            "bistable_interval_analytic": analytic.map(|(a, b)| [a, b]),
-            "bistable_interval_on_grid": (!three.is_empty()).then(|| [three[0], three[three.len() - 1]]),
-            "grid_spacing": if bs.len() > 1 { bs[1] - bs[0] } else { 0.0 },
-        }),
-    )
 }
 
-fn surface(args: &Args, out: &Path) -> Result<(), (u8, String)> {
-    let (start, clock) = (now_rfc3339(), Instant::now());
-    let ws = grid("surface-w", &args.surface_w).map_err(|e| (2, e))?;
-    let bs = grid("surface-b", &args.surface_b).map_err(|e| (2, e))?;
-    let points: Vec<(f64, f64)> = ws
-        .iter()
-        .flat_map(|&w| bs.iter().map(move |&b| (w, b)))
-        .collect();
-    let values: Vec<(f64, f64, f64)> = points
-        .par_iter()
-        .map(|&(w, b)| {
-            error_and_gradient(w, b, args.x0, args.target, args.steps).unwrap_or((
-                f64::NAN,
-                f64::NAN,
-                f64::NAN,
-            ))
-        })
-        .collect();
-    let mut csv = String::from("w,b,error,grad_w,grad_b,grad_norm\n");
-    let mut steepest = (f64::NAN, f64::NAN, f64::NEG_INFINITY);
-    for (&(w, b), &(e, gw, gb)) in points.iter().zip(&values) {
-        let g = gw.hypot(gb);
-        writeln!(csv, "{w},{b},{e},{gw},{gb},{g}").unwrap();
-        if g > steepest.2 {
-            steepest = (w, b, g);
+/// The experiment: one chunk per part.
+struct Bifurcation {
+    plan: Plan,
+}
+
+impl Bifurcation {
+    /// The index of `part`'s first table among [`Experiment::tables`].
+    fn first_table(&self, part: Part) -> usize {
+        self.plan
+            .parts
+            .iter()
+            .take_while(|&&p| p != part)
+            .map(|&p| part_tables(p).len())
+            .sum()
+    }
+
+    fn diagram(&self, rows: &mut Rows, t: usize) {
+        let p = &self.plan;
+        let x0s = p.diagram_x0.values();
+        let per_b: Vec<(Vec<FixedPointRow>, Vec<AttractorRow>)> = p
+            .diagram_b
+            .values()
+            .into_par_iter()
+            .map(|b| {
+                let fps = fixed_points(p.w, b)
+                    .iter()
+                    .map(|f| FixedPointRow {
+                        w: p.w,
+                        b,
+                        x_star: f.x,
+                        multiplier: f.multiplier,
+                        stable: u8::from(f.stable),
+                    })
+                    .collect();
+                let xs = x0s
+                    .iter()
+                    .map(|&x0| AttractorRow {
+                        w: p.w,
+                        b,
+                        x0,
+                        x_inf: iterate(p.w, b, x0, p.iterations),
+                    })
+                    .collect();
+                (fps, xs)
+            })
+            .collect();
+        for (fps, xs) in &per_b {
+            fps.iter().for_each(|r| rows.push(t, r));
+            xs.iter().for_each(|r| rows.push(t + 1, r));
         }
     }
-    save(out, "surface.csv", &csv)?;
-    sidecar(
-        out,
-        "surface",
-        args,
-        &start,
-        clock,
-        serde_json::json!({
-            "steepest": {"w": steepest.0, "b": steepest.1, "grad_norm": steepest.2},
-            "points": points.len(),
-        }),
-    )
+
+    fn surface(&self, rows: &mut Rows, t: usize) {
+        let p = &self.plan;
+        let bs = p.surface_b.values();
+        let points: Vec<(f64, f64)> = p
+            .surface_w
+            .values()
+            .into_iter()
+            .flat_map(|w| bs.iter().map(move |&b| (w, b)))
+            .collect();
+        let values: Vec<SurfaceRow> = points
+            .par_iter()
+            .map(|&(w, b)| {
+                // a non-finite E_T (or gradient) is data: NaN in the table
+                let (error, grad_w, grad_b) = error_and_gradient(w, b, p.x0, p.target, p.steps)
+                    .unwrap_or((f64::NAN, f64::NAN, f64::NAN));
+                SurfaceRow {
+                    w,
+                    b,
+                    error,
+                    grad_w,
+                    grad_b,
+                    grad_norm: grad_w.hypot(grad_b),
+                }
+            })
+            .collect();
+        values.iter().for_each(|r| rows.push(t, r));
+    }
+
+    fn trajectories(&self, rows: &mut Rows, t: usize) -> Result<(), String> {
+        let p = &self.plan;
+        let runs: Vec<(usize, (f64, f64), bool)> = p
+            .starts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &s)| [(2 * i, s, false), (2 * i + 1, s, true)])
+            .collect();
+        let results: Vec<_> = runs
+            .par_iter()
+            .map(|&(_, s, clip)| {
+                descend(
+                    s,
+                    p.lr,
+                    p.descent_steps,
+                    clip.then_some(p.threshold),
+                    p.x0,
+                    p.target,
+                    p.steps,
+                )
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        for (&(run, (start_w, start_b), clip), steps) in runs.iter().zip(&results) {
+            for s in steps {
+                rows.push(
+                    t,
+                    &TrajectoryRow {
+                        run,
+                        start_w,
+                        start_b,
+                        clipping: u8::from(clip),
+                        step: s.step,
+                        w: s.w,
+                        b: s.b,
+                        error: s.error,
+                        grad_norm: s.grad_norm,
+                        clipped: u8::from(s.clipped),
+                        skipped: u8::from(s.skipped),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
-fn trajectories(args: &Args, out: &Path) -> Result<(), (u8, String)> {
-    let (start, clock) = (now_rfc3339(), Instant::now());
-    let starts = starts(&args.starts).map_err(|e| (2, e))?;
-    let positive = |v: f64| v > 0.0 && v.is_finite();
-    if !positive(args.lr) || !positive(args.threshold) {
-        return Err((2, "--lr and --threshold must be positive".into()));
+impl Experiment for Bifurcation {
+    const NAME: &'static str = "bifurcation";
+    const UNIT: &'static str = "parts";
+
+    fn plan(&self) -> serde_json::Value {
+        serde_json::to_value(&self.plan).expect("the plan serializes")
     }
-    let runs: Vec<(usize, (f64, f64), bool)> = starts
-        .iter()
-        .enumerate()
-        .flat_map(|(i, &s)| [(2 * i, s, false), (2 * i + 1, s, true)])
-        .collect();
-    let results: Vec<_> = runs
-        .par_iter()
-        .map(|&(_, s, clip)| {
-            descend(
-                s,
-                args.lr,
-                args.descent_steps,
-                clip.then_some(args.threshold),
-                args.x0,
-                args.target,
-                args.steps,
-            )
+    fn tables(&self) -> Vec<Table> {
+        self.plan
+            .parts
+            .iter()
+            .flat_map(|&p| part_tables(p))
+            .collect()
+    }
+    fn chunks(&self) -> usize {
+        self.plan.parts.len()
+    }
+    fn compute(&self, index: usize, ctx: &Context<'_>) -> Result<Rows, String> {
+        let mut rows = Rows::new(self.tables().len());
+        let part = self.plan.parts[index];
+        let t = self.first_table(part);
+        match part {
+            Part::Diagram => self.diagram(&mut rows, t),
+            Part::Surface => self.surface(&mut rows, t),
+            Part::Trajectories => self.trajectories(&mut rows, t)?,
+            Part::All => unreachable!("the plan lists single parts"),
+        }
+        ctx.progress(1);
+        Ok(rows)
+    }
+
+    fn summarize(plan: &serde_json::Value, out: &Outputs<'_>) -> Result<Summary, String> {
+        let p: Plan = serde_json::from_value(plan.clone()).map_err(|e| e.to_string())?;
+        let mut results = serde_json::Map::new();
+        if p.parts.contains(&Part::Diagram) {
+            let fps: Vec<FixedPointRow> = out.rows("diagram_fixed_points.csv")?;
+            // the b with three fixed points (both attractors and the saddle between them)
+            let mut three: Vec<f64> = Vec::new();
+            for chunk in fps.chunk_by(|x, y| x.b == y.b) {
+                if chunk.len() == 3 {
+                    three.push(chunk[0].b);
+                }
+            }
+            results.insert(
+                "diagram".into(),
+                serde_json::json!({
+                    "w": p.w,
+                    "bistable_interval_analytic": bistable_interval(p.w).map(|(a, b)| [a, b]),
+                    "bistable_interval_on_grid": three.first().zip(three.last()).map(|(a, b)| [*a, *b]),
+                    "grid_spacing": p.diagram_b.spacing(),
+                }),
+            );
+        }
+        if p.parts.contains(&Part::Surface) {
+            let rows: Vec<SurfaceRow> = out.rows("surface.csv")?;
+            let steepest = rows
+                .iter()
+                .filter(|r| r.grad_norm.is_finite())
+                .max_by(|a, b| a.grad_norm.total_cmp(&b.grad_norm));
+            results.insert(
+                "surface".into(),
+                serde_json::json!({
+                    "steepest": steepest.map(|r| serde_json::json!({"w": r.w, "b": r.b, "grad_norm": r.grad_norm})),
+                    "points": rows.len(),
+                }),
+            );
+        }
+        if p.parts.contains(&Part::Trajectories) {
+            let rows: Vec<TrajectoryRow> = out.rows("trajectories.csv")?;
+            let mut largest = [0.0f64; 2];
+            for w in rows.windows(2) {
+                if w[0].run == w[1].run {
+                    let d = (w[1].w - w[0].w).hypot(w[1].b - w[0].b);
+                    let c = usize::from(w[0].clipping);
+                    largest[c] = largest[c].max(d);
+                }
+            }
+            results.insert(
+                "trajectories".into(),
+                serde_json::json!({
+                    "largest_parameter_step_plain": largest[0],
+                    "largest_parameter_step_clipped": largest[1],
+                    "bound_on_clipped_step": p.lr * p.threshold,
+                }),
+            );
+        }
+        let mut table = String::new();
+        for (part, r) in &results {
+            writeln!(table, "{part}: {r}").unwrap();
+        }
+        Ok(Summary {
+            results: serde_json::Value::Object(results),
+            table,
         })
-        .collect::<Result<_, _>>()
-        .map_err(|e| (1, e.to_string()))?;
-    let mut csv =
-        String::from("run,start_w,start_b,clipping,step,w,b,error,grad_norm,clipped,skipped\n");
-    let mut largest_step = [0.0f64; 2];
-    for (&(run, (sw, sb), clip), steps) in runs.iter().zip(&results) {
-        for (i, s) in steps.iter().enumerate() {
-            writeln!(
-                csv,
-                "{run},{sw},{sb},{},{},{},{},{},{},{},{}",
-                u8::from(clip),
-                s.step,
-                s.w,
-                s.b,
-                s.error,
-                s.grad_norm,
-                u8::from(s.clipped),
-                u8::from(s.skipped)
-            )
-            .unwrap();
-            if let Some(next) = steps.get(i + 1) {
-                let d = (next.w - s.w).hypot(next.b - s.b);
-                largest_step[usize::from(clip)] = largest_step[usize::from(clip)].max(d);
-            }
-        }
     }
-    save(out, "trajectories.csv", &csv)?;
-    sidecar(
-        out,
-        "trajectories",
-        args,
-        &start,
-        clock,
-        serde_json::json!({
-            "largest_parameter_step_plain": largest_step[0],
-            "largest_parameter_step_clipped": largest_step[1],
-            "bound_on_clipped_step": args.lr * args.threshold,
-        }),
-    )
-}
-
-fn run(args: &Args) -> Result<(), (u8, String)> {
-    if args.common.shard.n != 1 {
-        return Err((
-            2,
-            "--shard is not supported by bifurcation (the whole experiment takes seconds)".into(),
-        ));
-    }
-    if args.steps == 0 {
-        return Err((2, "--steps must be at least 1".into()));
-    }
-    args.common.init_threads().map_err(|e| (2, e.to_string()))?;
-    let out = args.common.out_dir(EXPERIMENT);
-    std::fs::create_dir_all(&out).map_err(|e| (1, format!("{}: {e}", out.display())))?;
-    let want = |p: Part| args.part == p || args.part == Part::All;
-    // --resume: a part whose sidecar exists is complete (the sidecar is written last)
-    let done = |name: &str| args.common.resume && out.join(format!("{name}.json")).exists();
-    if want(Part::Diagram) && !done("diagram") {
-        diagram(args, &out)?;
-    }
-    if want(Part::Surface) && !done("surface") {
-        surface(args, &out)?;
-    }
-    if want(Part::Trajectories) && !done("trajectories") {
-        trajectories(args, &out)?;
-    }
-    if !args.common.quiet {
-        for name in ["diagram", "surface", "trajectories"] {
-            if let Ok(text) = std::fs::read_to_string(out.join(format!("{name}.json"))) {
-                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                println!("{name}: {}", v["results"]);
-            }
-        }
-    }
-    Ok(())
 }
 
 fn main() -> ExitCode {
-    bptt::experiment::driver::exit(run(&Args::parse()))
+    let args = Args::parse();
+    driver::drive(&args.common, None, &args, || {
+        Ok(Bifurcation { plan: plan(&args)? })
+    })
 }

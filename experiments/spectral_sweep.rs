@@ -6,11 +6,11 @@
 //! (provenance). Exit status: 0 done, 1 I/O failure, 2 bad arguments.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
-use bptt::experiment::driver::{ChunkStore, CommonArgs, git_commit, now_rfc3339, write_atomic};
+use bptt::experiment::driver::{
+    self, CommonArgs, Context, Experiment, Outputs, Rows, ShardArgs, Summary, Table,
+};
 use bptt::experiment::sweep::{MatrixResult, Sizes, Workspace, loss_direction, run_matrix};
 use bptt::nn::cell::Cell;
 use bptt::nn::cells::CellKind;
@@ -18,9 +18,44 @@ use bptt::numerics::spectral::Ensemble;
 use clap::Parser;
 use rayon::prelude::*;
 
-const EXPERIMENT: &str = "spectral-sweep";
-const LONG_HEADER: &str = "cell,ensemble,rho,matrix,k,grad_norm,log10_grad_norm,spectral_radius,sigma_max,pascanu_bound,decay_rate,nonfinite";
-const SUMMARY_HEADER: &str = "cell,ensemble,rho,ln_rho,matrices,nonfinite,redraws,decay_mean,decay_sem,decay_median,decay_q05,decay_q25,decay_q75,decay_q95,log10_grad_norm_k0_mean,spectral_radius_mean,sigma_max_mean";
+/// One row of `spectral_sweep.csv`: one cell, ensemble, ρ, matrix and step k.
+#[derive(serde::Serialize, Default)]
+struct LongRow<'a> {
+    cell: &'a str,
+    ensemble: String,
+    rho: f64,
+    matrix: usize,
+    k: usize,
+    grad_norm: f64,
+    log10_grad_norm: f64,
+    spectral_radius: f64,
+    sigma_max: f64,
+    pascanu_bound: f64,
+    decay_rate: f64,
+    nonfinite: u8,
+}
+
+/// One row of `summary.csv`: the decay rates of one cell, ensemble and ρ over its matrices.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct SummaryRow {
+    cell: String,
+    ensemble: String,
+    rho: f64,
+    ln_rho: f64,
+    matrices: usize,
+    nonfinite: usize,
+    redraws: u64,
+    decay_mean: f64,
+    decay_sem: f64,
+    decay_median: f64,
+    decay_q05: f64,
+    decay_q25: f64,
+    decay_q75: f64,
+    decay_q95: f64,
+    log10_grad_norm_k0_mean: f64,
+    spectral_radius_mean: f64,
+    sigma_max_mean: f64,
+}
 
 #[derive(Parser, Debug, serde::Serialize)]
 #[command(
@@ -39,6 +74,8 @@ const SUMMARY_HEADER: &str = "cell,ensemble,rho,ln_rho,matrices,nonfinite,redraw
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+    #[command(flatten)]
+    shard: ShardArgs,
     #[arg(long, value_delimiter = ',', value_parser = parse_cell, help = cells_help())]
     cells: Vec<CellKind>,
     /// Matrix ensembles, comma-separated: gaussian (iid N(0,1/n)), orthogonal (Haar), sparse or sparseK (K non-zeros per row, default 15) [default: gaussian]
@@ -65,9 +102,6 @@ struct Args {
     /// Preset workload: sweep-tanh-128 = the peers' workload in experiments/peers (rnn-tanh, gaussian, n=128, m=32, T=100, B=16, 21 radii in [0.5, 1.5], 100 matrices each); explicit flags override it
     #[arg(long, value_parser = ["sweep-tanh-128"])]
     preset: Option<String>,
-    /// Instead of computing: merge the outputs of shard runs (their --out directories, in shard order) into --out
-    #[arg(long, value_name = "DIR", num_args = 1.., conflicts_with_all = ["resume"])]
-    merge: Vec<PathBuf>,
 }
 
 /// `--cells`' help: the names of the cell registry.
@@ -112,7 +146,6 @@ struct Plan {
     matrices: usize,
     sizes: Sizes,
     seed: u64,
-    shard: String,
     #[serde(skip)]
     cell_values: Vec<CellKind>,
     #[serde(skip)]
@@ -204,6 +237,17 @@ fn plan(args: &Args) -> Result<Plan, String> {
         batch: pick(args.batch, 16, 16, "batch")?,
     };
     let matrices = pick(args.matrices, 20, 100, "matrices")?;
+    for e in &ensembles {
+        if let Ensemble::Sparse(k) = *e
+            && k > sizes.hidden
+        {
+            return Err(format!(
+                "--ensemble {e} puts {k} non-zeros in each row, more than --hidden {}: use \
+                 sparseK with K ≤ {}",
+                sizes.hidden, sizes.hidden
+            ));
+        }
+    }
     let rho = parse_rho(args.rho.as_deref().unwrap_or("0.5:1.5:0.05"))?;
     // what one chunk (one cell × ensemble × ρ) holds at once: every worker's workspace (the
     // largest cell's tape, weights and eigenvalue buffers) and the chunk's results and CSV rows
@@ -250,39 +294,46 @@ fn plan(args: &Args) -> Result<Plan, String> {
         rho,
         matrices,
         sizes,
-        seed: args.common.seed,
-        shard: args.common.shard.to_string(),
+        seed: args.shard.seed,
         cell_values: cells,
         ensemble_values: ensembles,
     })
 }
 
-/// The long-CSV rows and the summary row of one chunk.
-fn format_chunk(
+/// The rows of one chunk (one cell × ensemble × ρ): the long rows of every matrix and step,
+/// and the chunk's summary row.
+fn chunk_rows(
     plan: &Plan,
     cell: CellKind,
     ens: Ensemble,
     rho: f64,
     results: &[MatrixResult],
-) -> (String, String) {
+) -> Rows {
     let steps = plan.sizes.steps;
-    let mut long = String::new();
+    let mut rows = Rows::new(2);
     // Pascanu's bound (γ σ_max)^{T−k}, where it applies (the vanilla cells)
     let gamma = cell.zeros::<f64>(1, 1).derivative_bound();
+    let ensemble = ens.to_string();
     for (m, r) in results.iter().enumerate() {
         for k in 0..=steps {
-            let bound = gamma.map_or(f64::NAN, |g| (g * r.sigma_max).powi((steps - k) as i32));
-            writeln!(
-                long,
-                "{cell},{ens},{rho},{m},{k},{},{},{},{},{bound},{},{}",
-                r.grad_norm[k],
-                r.log10_grad_norm[k],
-                r.spectral_radius,
-                r.sigma_max,
-                r.decay_rate,
-                u8::from(r.nonfinite)
-            )
-            .unwrap();
+            rows.push(
+                0,
+                &LongRow {
+                    cell: cell.name(),
+                    ensemble: ensemble.clone(),
+                    rho,
+                    matrix: m,
+                    k,
+                    grad_norm: r.grad_norm[k],
+                    log10_grad_norm: r.log10_grad_norm[k],
+                    spectral_radius: r.spectral_radius,
+                    sigma_max: r.sigma_max,
+                    pascanu_bound: gamma
+                        .map_or(f64::NAN, |g| (g * r.sigma_max).powi((steps - k) as i32)),
+                    decay_rate: r.decay_rate,
+                    nonfinite: u8::from(r.nonfinite),
+                },
+            );
         }
     }
     let mut rates: Vec<f64> = results
@@ -310,159 +361,62 @@ fn format_chunk(
     let avg = |f: &dyn Fn(&MatrixResult) -> f64| {
         results.iter().map(f).sum::<f64>() / results.len() as f64
     };
-    let summary = format!(
-        "{cell},{ens},{rho},{},{},{},{},{mean},{sem},{},{},{},{},{},{},{},{}\n",
-        rho.ln(),
-        results.len(),
-        results.iter().filter(|r| r.nonfinite).count(),
-        results.iter().map(|r| r.redraws).sum::<u32>(),
-        q(0.5),
-        q(0.05),
-        q(0.25),
-        q(0.75),
-        q(0.95),
-        avg(&|r| r.log10_grad_norm[0]),
-        avg(&|r| r.spectral_radius),
-        avg(&|r| r.sigma_max),
+    rows.push(
+        1,
+        &SummaryRow {
+            cell: cell.name().to_string(),
+            ensemble,
+            rho,
+            ln_rho: rho.ln(),
+            matrices: results.len(),
+            nonfinite: results.iter().filter(|r| r.nonfinite).count(),
+            redraws: results.iter().map(|r| u64::from(r.redraws)).sum(),
+            decay_mean: mean,
+            decay_sem: sem,
+            decay_median: q(0.5),
+            decay_q05: q(0.05),
+            decay_q25: q(0.25),
+            decay_q75: q(0.75),
+            decay_q95: q(0.95),
+            log10_grad_norm_k0_mean: avg(&|r| r.log10_grad_norm[0]),
+            spectral_radius_mean: avg(&|r| r.spectral_radius),
+            sigma_max_mean: avg(&|r| r.sigma_max),
+        },
     );
-    (long, summary)
+    rows
 }
 
-fn io_error(path: &Path, e: std::io::Error) -> String {
-    format!("{}: {e}", path.display())
+/// The sweep as a driver experiment: one chunk per (cell, ensemble, ρ), the matrices of a chunk
+/// in parallel.
+struct Sweep {
+    plan: Plan,
+    groups: Vec<(CellKind, Ensemble, usize)>,
+    /// The fixed loss direction v of this seed.
+    v: nalgebra::DVector<f64>,
 }
 
-/// Concatenate `header` and `parts` into `path` atomically.
-fn assemble(
-    path: &Path,
-    header: &str,
-    parts: impl Iterator<Item = Result<Vec<u8>, String>>,
-) -> Result<(), String> {
-    let mut bytes = format!("{header}\n").into_bytes();
-    for p in parts {
-        bytes.extend(p?);
+impl Experiment for Sweep {
+    const NAME: &'static str = "spectral-sweep";
+    const UNIT: &'static str = "matrices";
+
+    fn plan(&self) -> serde_json::Value {
+        serde_json::to_value(&self.plan).expect("the plan serializes")
     }
-    write_atomic(path, &bytes).map_err(|e| io_error(path, e))
-}
-
-/// Merge shard output directories (in order) into `out`.
-fn merge(dirs: &[PathBuf], out: &Path) -> Result<(), String> {
-    let body = |dir: &PathBuf, name: &str, header: &str| -> Result<Vec<u8>, String> {
-        let path = dir.join(name);
-        let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
-        let rest = text
-            .strip_prefix(header)
-            .and_then(|r| r.strip_prefix('\n'))
-            .ok_or_else(|| {
-                format!(
-                    "{}: not a {EXPERIMENT} output (unexpected header)",
-                    path.display()
-                )
-            })?;
-        Ok(rest.as_bytes().to_vec())
-    };
-    assemble(
-        &out.join("spectral_sweep.csv"),
-        LONG_HEADER,
-        dirs.iter()
-            .map(|d| body(d, "spectral_sweep.csv", LONG_HEADER)),
-    )?;
-    assemble(
-        &out.join("summary.csv"),
-        SUMMARY_HEADER,
-        dirs.iter().map(|d| body(d, "summary.csv", SUMMARY_HEADER)),
-    )?;
-    let sidecars: Vec<serde_json::Value> = dirs
-        .iter()
-        .map(|d| {
-            let p = d.join("spectral_sweep.json");
-            std::fs::read(&p)
-                .map_err(|e| io_error(&p, e))
-                .and_then(|b| {
-                    serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", p.display()))
-                })
-        })
-        .collect::<Result<_, _>>()?;
-    let meta = serde_json::json!({
-        "experiment": EXPERIMENT,
-        "merged_from": dirs,
-        "merged_at": now_rfc3339(),
-        "crate_version": env!("CARGO_PKG_VERSION"),
-        "git_commit": git_commit(),
-        "shards": sidecars,
-    });
-    let path = out.join("spectral_sweep.json");
-    write_atomic(
-        &path,
-        serde_json::to_string_pretty(&meta).unwrap().as_bytes(),
-    )
-    .map_err(|e| io_error(&path, e))
-}
-
-fn print_summary_table(plan: &Plan, summaries: &[String]) {
-    // summary rows are in (cell, ensemble, ρ) order; print per ensemble a ρ × cell table of mean decay rates
-    let per_cell = plan.ensemble_values.len() * plan.rho.len();
-    for (e, ens) in plan.ensembles.iter().enumerate() {
-        println!("\nmean decay rate d(ln‖∂L/∂h_k‖)/d(T−k), ensemble {ens}:");
-        let mut header = format!("{:>7} {:>9}", "rho", "ln rho");
-        for c in &plan.cells {
-            write!(header, " {c:>12}").unwrap();
-        }
-        println!("{header}");
-        for (r, rho) in plan.rho.iter().enumerate() {
-            let mut line = format!("{rho:>7.3} {:>9.4}", rho.ln());
-            for c in 0..plan.cells.len() {
-                let row = &summaries[c * per_cell + e * plan.rho.len() + r];
-                let mean: f64 = row
-                    .split(',')
-                    .nth(7)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(f64::NAN);
-                write!(line, " {mean:>12.5}").unwrap();
-            }
-            println!("{line}");
-        }
+    fn tables(&self) -> Vec<Table> {
+        vec![
+            Table::of::<LongRow>("spectral_sweep.csv"),
+            Table::of::<SummaryRow>("summary.csv"),
+        ]
     }
-}
-
-fn run(args: &Args) -> Result<(), (u8, String)> {
-    let usage = |e: String| (2u8, e);
-    let failure = |e: String| (1u8, e);
-    let out = args.common.out_dir(EXPERIMENT);
-    if !args.merge.is_empty() {
-        return merge(&args.merge, &out).map_err(failure);
+    fn chunks(&self) -> usize {
+        self.groups.len()
     }
-    let plan = plan(args).map_err(usage)?;
-    let threads = args
-        .common
-        .init_threads()
-        .map_err(|e| usage(e.to_string()))?;
-    let start_time = now_rfc3339();
-    let clock = Instant::now();
-    let manifest = serde_json::to_value(&plan).unwrap();
-    let store =
-        ChunkStore::open(&out, &manifest, args.common.resume).map_err(|e| usage(e.to_string()))?;
-
-    let groups = plan.groups();
-    let mine = args.common.shard.range(groups.len());
-    let todo: Vec<usize> = mine.clone().filter(|&g| !store.is_done(g)).collect();
-    let bar = if args.common.quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        let b = indicatif::ProgressBar::new((todo.len() * plan.matrices) as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40}] {pos}/{len} matrices, eta {eta}",
-            )
-            .unwrap()
-            .progress_chars("=> "),
-        );
-        b
-    };
-    let v = loss_direction(plan.seed, plan.sizes.hidden);
-    for &g in &todo {
-        let (cell, ens, r) = groups[g];
-        let rho = plan.rho[r];
+    fn units(&self, _index: usize) -> u64 {
+        self.plan.matrices as u64
+    }
+    fn compute(&self, index: usize, ctx: &Context<'_>) -> Result<Rows, String> {
+        let (cell, ens, r) = self.groups[index];
+        let (plan, rho) = (&self.plan, self.plan.rho[r]);
         let results: Vec<MatrixResult> = (0..plan.matrices)
             .into_par_iter()
             .map(|m| {
@@ -477,94 +431,82 @@ fn run(args: &Args) -> Result<(), (u8, String)> {
                                 .1
                         }
                     };
-                    run_matrix(ws, cell, ens, rho, r, m, plan.sizes, plan.seed, &v)
+                    run_matrix(ws, cell, ens, rho, r, m, plan.sizes, plan.seed, &self.v)
                 });
-                bar.inc(1);
+                ctx.progress(1);
                 res
             })
             .collect();
-        let (long, summary) = format_chunk(&plan, cell, ens, rho, &results);
-        store
-            .write(
-                g,
-                &[("csv", long.as_bytes()), ("summary", summary.as_bytes())],
-            )
-            .map_err(|e| failure(format!("writing chunk {g}: {e}")))?;
+        Ok(chunk_rows(plan, cell, ens, rho, &results))
     }
-    bar.finish_and_clear();
-    let compute_seconds = clock.elapsed().as_secs_f64();
 
-    let read = |g: usize, part: &str| {
-        store
-            .read(g, part)
-            .map_err(|e| format!("reading chunk {g}: {e}"))
-    };
-    assemble(
-        &out.join("spectral_sweep.csv"),
-        LONG_HEADER,
-        mine.clone().map(|g| read(g, "csv")),
-    )
-    .map_err(failure)?;
-    let summaries: Vec<String> = mine
-        .clone()
-        .map(|g| read(g, "summary").map(|b| String::from_utf8_lossy(&b).into_owned()))
-        .collect::<Result<_, _>>()
-        .map_err(failure)?;
-    assemble(
-        &out.join("summary.csv"),
-        SUMMARY_HEADER,
-        summaries.iter().map(|s| Ok(s.clone().into_bytes())),
-    )
-    .map_err(failure)?;
-    let (redraws, nonfinite): (u64, u64) = summaries.iter().fold((0, 0), |(r, n), s| {
-        let f: Vec<&str> = s.trim_end().split(',').collect();
-        (
-            r + f[6].parse::<u64>().unwrap_or(0),
-            n + f[5].parse::<u64>().unwrap_or(0),
+    fn summarize(_plan: &serde_json::Value, out: &Outputs<'_>) -> Result<Summary, String> {
+        let rows: Vec<SummaryRow> = out.rows("summary.csv")?;
+        let results = serde_json::json!({
+            "matrices": rows.iter().map(|r| r.matrices).sum::<usize>(),
+            "matrices_redrawn": rows.iter().map(|r| r.redraws).sum::<u64>(),
+            "matrices_nonfinite": rows.iter().map(|r| r.nonfinite).sum::<usize>(),
+            "loss": "L = sum_b v . h_T^(b), v a fixed random unit vector; grad_norm = mean over b of ||dL/dh_k^(b)||_2",
+        });
+        Ok(Summary {
+            results,
+            table: decay_table(&rows),
+        })
+    }
+}
+
+/// Per ensemble, a ρ × cell table of the mean decay rates.
+fn decay_table(rows: &[SummaryRow]) -> String {
+    fn unique<'a>(it: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+        let mut v: Vec<&str> = Vec::new();
+        for x in it {
+            if !v.contains(&x) {
+                v.push(x);
+            }
+        }
+        v
+    }
+    let cells = unique(rows.iter().map(|r| r.cell.as_str()));
+    let mut text = String::new();
+    for ens in unique(rows.iter().map(|r| r.ensemble.as_str())) {
+        writeln!(
+            text,
+            "\nmean decay rate d(ln‖∂L/∂h_k‖)/d(T−k), ensemble {ens}:"
         )
-    });
-    let sidecar = serde_json::json!({
-        "experiment": EXPERIMENT,
-        "crate_version": env!("CARGO_PKG_VERSION"),
-        "git_commit": git_commit(),
-        "command_line": std::env::args().collect::<Vec<_>>(),
-        "arguments": args,
-        "plan": plan,
-        "seed": plan.seed,
-        "threads": threads,
-        "shard": plan.shard,
-        "chunks": {"in_shard": mine.len(), "computed_now": todo.len(), "resumed": args.common.resume},
-        "start_time": start_time,
-        "end_time": now_rfc3339(),
-        "wall_seconds": clock.elapsed().as_secs_f64(),
-        "compute_seconds_this_invocation": compute_seconds,
-        "matrices": mine.len() * plan.matrices,
-        "matrices_redrawn": redraws,
-        "matrices_nonfinite": nonfinite,
-        "loss": "L = sum_b v . h_T^(b), v a fixed random unit vector; grad_norm = mean over b of ||dL/dh_k^(b)||_2",
-    });
-    let path = out.join("spectral_sweep.json");
-    write_atomic(
-        &path,
-        serde_json::to_string_pretty(&sidecar).unwrap().as_bytes(),
-    )
-    .map_err(|e| failure(io_error(&path, e)))?;
-    store
-        .remove()
-        .map_err(|e| failure(format!("removing chunks: {e}")))?;
-
-    if !args.common.quiet && mine.len() == groups.len() {
-        print_summary_table(&plan, &summaries);
+        .unwrap();
+        write!(text, "{:>7} {:>9}", "rho", "ln rho").unwrap();
+        for c in &cells {
+            write!(text, " {c:>16}").unwrap();
+        }
+        let mut rhos: Vec<f64> = Vec::new();
+        for r in rows.iter().filter(|r| r.ensemble == ens) {
+            if !rhos.contains(&r.rho) {
+                rhos.push(r.rho);
+            }
+        }
+        for rho in rhos {
+            write!(text, "\n{rho:>7.3} {:>9.4}", rho.ln()).unwrap();
+            for c in &cells {
+                let mean = rows
+                    .iter()
+                    .find(|r| r.ensemble == ens && r.rho == rho && r.cell == *c)
+                    .map_or(f64::NAN, |r| r.decay_mean);
+                write!(text, " {mean:>16.5}").unwrap();
+            }
+        }
+        text.push('\n');
     }
-    eprintln!(
-        "wall_seconds={:.3} compute_seconds={compute_seconds:.3} matrices={} threads={threads} out={}",
-        clock.elapsed().as_secs_f64(),
-        mine.len() * plan.matrices,
-        out.display()
-    );
-    Ok(())
+    text
 }
 
 fn main() -> ExitCode {
-    bptt::experiment::driver::exit(run(&Args::parse()))
+    let args = Args::parse();
+    driver::drive(&args.common, Some(&args.shard), &args, || {
+        let plan = plan(&args)?;
+        Ok(Sweep {
+            groups: plan.groups(),
+            v: loss_direction(plan.seed, plan.sizes.hidden),
+            plan,
+        })
+    })
 }

@@ -186,9 +186,9 @@ fn binary_outputs_and_errors() {
         "run,start_w,start_b,clipping,step,w,b,error,grad_norm,clipped,skipped"
     );
     let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(base.join("t1/diagram.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(base.join("t1/bifurcation.json")).unwrap())
             .unwrap();
-    let r = &meta["results"];
+    let r = &meta["results"]["diagram"];
     let spacing = r["grid_spacing"].as_f64().unwrap();
     for i in 0..2 {
         let (analytic, grid) = (
@@ -201,8 +201,25 @@ fn binary_outputs_and_errors() {
         (vec!["--diagram-b=-1:-4:10"], "START ≤ STOP"),
         (vec!["--starts", "5"], "expected w,b"),
         (vec!["--lr=-1"], "positive"),
-        (vec!["--shard", "2/3"], "not supported"),
+        (vec!["--shard", "2/3"], "unexpected argument '--shard'"),
+        (vec!["--seed", "3"], "unexpected argument '--seed'"),
         (vec!["--part", "wall"], "wall"),
+        (vec!["--w", "nan"], "--w must be a finite number"),
+        (vec!["--x0", "inf"], "--x0 must be a finite number"),
+        (vec!["--iterations", "0"], "--iterations must be at least 1"),
+        (
+            vec!["--descent-steps", "0"],
+            "--descent-steps must be at least 1",
+        ),
+        // a flag of a part that does not run is still checked, before any part runs
+        (
+            vec!["--part", "diagram", "--threshold", "0"],
+            "--threshold must be a positive",
+        ),
+        (
+            vec!["--part", "surface", "--diagram-x0", "1:0:3"],
+            "START ≤ STOP",
+        ),
     ] {
         let out = run("bad", &args);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -211,5 +228,16 @@ fn binary_outputs_and_errors() {
             err.contains(expect) && !err.contains("panicked"),
             "{args:?}: {err}"
         );
+        assert!(!base.join("bad").exists(), "{args:?} wrote into --out");
     }
+    // a resume with changed flags is refused, and the finished outputs stay
+    let before = std::fs::read(base.join("t1/diagram_fixed_points.csv")).unwrap();
+    let out = run("t1", &["--resume", "--w", "4"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("different arguments"), "{err}");
+    assert_eq!(
+        std::fs::read(base.join("t1/diagram_fixed_points.csv")).unwrap(),
+        before
+    );
 }

@@ -85,20 +85,14 @@ fn csv_schema_and_sidecar() {
     assert_eq!(summary.lines().count(), 1 + cells * 3 * 3);
     assert!(summary.starts_with("cell,ensemble,rho,ln_rho,matrices,nonfinite,redraws,decay_mean,"));
     let meta: serde_json::Value = serde_json::from_str(&read(&dir, "spectral_sweep.json")).unwrap();
-    for key in [
-        "crate_version",
-        "git_commit",
-        "arguments",
-        "seed",
-        "threads",
-        "start_time",
-        "end_time",
-        "matrices_redrawn",
-        "wall_seconds",
-    ] {
-        assert!(meta.get(key).is_some(), "sidecar lacks {key}");
-    }
-    assert_eq!(meta["matrices"], cells * 3 * 3 * 3);
+    assert_eq!(meta["experiment"], "spectral-sweep");
+    assert_eq!(meta["shard"], "1/1");
+    assert_eq!(
+        meta["outputs"],
+        serde_json::json!(["spectral_sweep.csv", "summary.csv"])
+    );
+    assert_eq!(meta["invocations"].as_array().unwrap().len(), 1);
+    assert_eq!(meta["results"]["matrices"], cells * 3 * 3 * 3);
     assert!(
         !dir.join("chunks").exists(),
         "chunks are removed after a complete run"
@@ -196,9 +190,15 @@ fn a_killed_run_resumes_to_identical_bytes() {
     );
     let meta: serde_json::Value =
         serde_json::from_str(&read(&killed, "spectral_sweep.json")).unwrap();
+    // both invocations are on record: the killed one without an end, the resume computing
+    // only what was left
+    let inv = meta["invocations"].as_array().unwrap();
+    assert_eq!(inv.len(), 2, "{inv:?}");
+    assert!(inv[0]["end_time"].is_null() && inv[1]["end_time"].is_string());
+    let left = inv[1]["chunks_computed"].as_u64().unwrap();
     assert!(
-        meta["chunks"]["computed_now"].as_u64().unwrap()
-            < meta["chunks"]["in_shard"].as_u64().unwrap()
+        left > 0 && left < meta["chunks"].as_u64().unwrap(),
+        "{left}"
     );
     let out = Command::new(BIN).args(args(&clean)).output().unwrap();
     assert!(out.status.success());
@@ -239,6 +239,14 @@ fn bad_flags_exit_2_with_a_clear_message() {
         ),
         (vec!["--ensemble", "wishart"], "unknown ensemble 'wishart'"),
         (vec!["--hidden", "0"], "--hidden must be at least 1"),
+        (
+            vec!["--ensemble", "sparse200", "--hidden", "16"],
+            "more than --hidden 16",
+        ),
+        (
+            vec!["--ensemble", "sparse", "--hidden", "8"],
+            "more than --hidden 8",
+        ),
         (vec!["--threads", "0"], "--threads must be at least 1"),
         (vec!["--preset", "huge"], "huge"),
         // refused before anything is allocated or written

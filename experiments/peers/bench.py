@@ -12,6 +12,11 @@ other work can be seen and rejected. At the end: the median `wall_seconds` over 
   python bench.py --runs 3 --label numpy --json bench.jsonl -- python sweep_numpy.py --quiet
   python bench.py --runs 3 --label bptt --json bench.jsonl -- \\
       ../../target/release/spectral-sweep --preset sweep-tanh-128 --threads 2 --quiet --out /tmp/s
+  python bench.py --summary bench.jsonl
+
+--summary FILE reads such records (e.g. of runs interleaved by a shell loop of --runs 1 calls)
+and prints per label the median, min and max `wall_seconds` of the successful runs, the largest
+`other_cpu_s`, and every label's median divided by the fastest label's median.
 """
 import argparse
 import json
@@ -80,10 +85,31 @@ def run_once(cmd, label, r, a):
     return rec, out
 
 
+def summary(path):
+    """Print the per-label medians of a --json file and their ratios to the fastest."""
+    walls, other = {}, {}
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            if rec.get("exit") == 0 and rec.get("wall_seconds") is not None:
+                walls.setdefault(rec["label"], []).append(rec["wall_seconds"])
+                other[rec["label"]] = max(other.get(rec["label"], 0.0), rec.get("other_cpu_s", 0.0))
+    if not walls:
+        sys.exit(f"no successful runs with wall_seconds in {path}")
+    med = {k: statistics.median(v) for k, v in walls.items()}
+    best = min(med.values())
+    for k, v in sorted(walls.items(), key=lambda kv: med[kv[0]]):
+        print(f"{k}: median wall {med[k]:.3f} s over {len(v)} runs (min {min(v):.3f}, "
+              f"max {max(v):.3f}, other_cpu_s <= {other[k]:.2f}); "
+              f"{med[k] / best:.2f}x the fastest median")
+
+
 def main():
     ap = C.parser(__doc__)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--label", required=True, help="name of the series in the records")
+    ap.add_argument("--label", help="name of the series in the records (required to run)")
     ap.add_argument("--json", default=None, help="append one JSON line per run to this file")
     ap.add_argument("--quiet-s", type=float, default=3.0, help="idle window (s, default 3)")
     ap.add_argument("--idle-frac", type=float, default=0.05,
@@ -91,10 +117,16 @@ def main():
     ap.add_argument("--max-wait", type=float, default=600,
                     help="run anyway after waiting this long (s, default 600)")
     ap.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the command and its arguments")
+    ap.add_argument("--summary", metavar="FILE", default=None,
+                    help="print the medians per label of the records in FILE and exit")
     a = ap.parse_args()
+    if a.summary is not None:
+        return summary(a.summary)
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
     if not cmd:
         ap.error("no command given (after --)")
+    if a.label is None:
+        ap.error("--label is required to run a command")
     walls = []
     for r in range(a.runs):
         rec, out = run_once(cmd, a.label, r, a)

@@ -22,8 +22,6 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import common as C  # noqa: E402
@@ -40,6 +38,7 @@ RUNS = {
 
 
 def identical(names, mpr, tol, threads):
+    import numpy as np
     res = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in ["numpy"] + [x for x in names if x != "numpy"]:
@@ -67,10 +66,12 @@ def identical(names, mpr, tol, threads):
 
 
 def statistics(paths, zmax):
+    import numpy as np
     curves = {}
-    for p in paths:
+    for i, p in enumerate(paths):
         slope, se, _ = C.summarize(C.read_csv(p)[0])
-        curves[os.path.basename(p)] = (slope, se)
+        name = os.path.basename(p)
+        curves[name if name not in curves else f"{name}#{i + 1}"] = (slope, se)
     print("per-rho slope of mean log10 norm per step (+- standard error over matrices):")
     print("rho   " + "  ".join(f"{k:>24s}" for k in curves))
     for i, r in enumerate(C.rho_grid()):

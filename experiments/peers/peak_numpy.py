@@ -99,7 +99,8 @@ def main():
         print(f"np.linalg.eigvals n=128, 1 BLAS thread: {t*1e3:.2f} ms per call "
               f"({g:.2f} GFLOP/s at the nominal 25 n^3)")
     g, t = rate(lambda: np.linalg.eigvals(W), 25 * n**3, max(1, 50 // q))
-    print(f"np.linalg.eigvals n=128, {args.threads} BLAS threads: {t*1e3:.2f} ms per call "
+    print(f"np.linalg.eigvals n=128, {args.threads} BLAS thread{'s' * (args.threads != 1)}: "
+          f"{t*1e3:.2f} ms per call "
           f"({g:.2f} GFLOP/s at the nominal 25 n^3)")
 
 
