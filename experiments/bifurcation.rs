@@ -519,6 +519,7 @@ impl Experiment for Bifurcation {
             writeln!(table, "{part}: {r}").unwrap();
         }
         Ok(Summary {
+            failure: None,
             results: serde_json::Value::Object(results),
             table,
         })

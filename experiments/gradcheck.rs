@@ -4,10 +4,16 @@
 //! with each activation, LSTM, GRU in both formulations) at a few sizes, and on every
 //! architecture wrapper (stacked bidirectional, residual, dense) over every cell, with the loss
 //! at the last step (cross-entropy) and at every step (MSE); prints one row per problem. Exits
-//! with status 1 if any entry fails, 2 on bad arguments.
+//! with status 1 if any entry fails, 2 on bad arguments. The table is also written as
+//! `gradcheck.csv` (with the `gradcheck.json` sidecar) into `--out`, through the experiment
+//! driver every binary shares: one chunk per problem.
 
+use std::fmt::Write as _;
 use std::process::ExitCode;
 
+use bptt::experiment::driver::{
+    self, CommonArgs, Context, Experiment, Outputs, Rows, ShardArgs, Summary, Table,
+};
 use bptt::nn::arch::{Bidirectional, Dense, Residual, SeqLayer, Stacked, Unidirectional};
 use bptt::nn::cell::Cell;
 use bptt::nn::cells::CellKind;
@@ -18,7 +24,7 @@ use bptt::rng::{Rng, stream, uniform_matrix};
 use bptt::verify::gradcheck::{self, Checkable, NetworkProblem, Problem, Verdict};
 use clap::Parser;
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Clone, Debug, serde::Serialize)]
 #[command(
     name = "gradcheck",
     version,
@@ -32,9 +38,10 @@ use clap::Parser;
         the discrepancy) are counted as unresolved."
 )]
 struct Args {
-    /// Seed of the ChaCha streams that draw weights, inputs and targets.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    shard: ShardArgs,
     /// Relative-error tolerance of the verdict.
     #[arg(long, default_value_t = 1e-6)]
     tolerance: f64,
@@ -82,6 +89,7 @@ const ARCH_SIZE: Size = Size {
 };
 
 /// One row of the table: what is checked besides the network.
+#[derive(Clone, Copy)]
 struct Row {
     size: Size,
     at: LossAt,
@@ -191,14 +199,42 @@ fn net_oracles<N: bptt::nn::arch::RescalarLayer<f64>>(
     })
 }
 
-/// Check one problem with every oracle and print its row; `Err` carries a message for exit 2.
+/// One row of `gradcheck.csv`: one problem, every oracle's verdict.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct CheckRow {
+    network: String,
+    hidden: usize,
+    input: usize,
+    steps: usize,
+    batch: usize,
+    /// `xent` (cross-entropy) or `mse`.
+    loss: String,
+    /// `last` or `every` step.
+    at: String,
+    /// Entries the finite difference judged, its worst relative error, entries it could not
+    /// resolve, entries excluded because a ReLU kink lies inside the stencil.
+    entries: usize,
+    fd_error: f64,
+    unresolved: usize,
+    kinks: usize,
+    /// Worst relative error against Richardson extrapolation; entries outside its own estimate.
+    richardson_error: f64,
+    inconsistent: usize,
+    /// The dual-number adjoint identity's error, and the f32 pass's error against f64.
+    dual_adjoint_error: f64,
+    f32_error: f64,
+    verdict: String,
+}
+
+/// Check one problem with every oracle; the row, and the failure report (or, with
+/// `--verbose`, every report).
 fn check_row<P: Checkable>(
     name: &str,
     problem: &P,
     oracles: Oracles,
     row: &Row,
     args: &Args,
-) -> Result<bool, String> {
+) -> Result<(CheckRow, String), String> {
     let config = gradcheck::Config {
         tolerance: args.tolerance,
         ..gradcheck::Config::default()
@@ -216,37 +252,41 @@ fn check_row<P: Checkable>(
     let adjoint_ok = oracles.adjoint.passed();
     let ok = report.passed() && adjoint_ok && inconsistent == 0;
     let s = row.size;
-    println!(
-        "{:<24} {:>10} {:<5} {:<5} {:>7} {:>9.1e} {:>5} {:>5} {:>9.1e} {:>5} {:>9.1e} {:>9.1e} {:<5}",
-        name,
-        format!("{},{},{},{}", s.hidden, s.input, s.steps, s.batch),
-        if row.classify { "xent" } else { "mse" },
-        if row.at == LossAt::Last {
-            "last"
-        } else {
-            "every"
-        },
-        report.judged().count(),
-        report.max_error(),
-        report.count(Verdict::Unresolved),
-        report.kinks(),
-        rich_max,
-        inconsistent,
-        oracles.adjoint.error,
-        oracles.f32_error,
-        if ok { "PASS" } else { "FAIL" }
-    );
+    let mut detail = String::new();
     if !ok || args.verbose {
-        print!("{report}");
+        write!(detail, "{name} (H,D,T,B = {},{},{},{}):\n{report}", s.hidden, s.input, s.steps, s.batch).unwrap();
         if !adjoint_ok {
-            println!("dual-number adjoint check failed: {:?}", oracles.adjoint);
+            writeln!(detail, "dual-number adjoint check failed: {:?}", oracles.adjoint).unwrap();
         }
     }
-    Ok(ok)
+    let check = CheckRow {
+        network: name.to_string(),
+        hidden: s.hidden,
+        input: s.input,
+        steps: s.steps,
+        batch: s.batch,
+        loss: if row.classify { "xent" } else { "mse" }.into(),
+        at: if row.at == LossAt::Last { "last" } else { "every" }.into(),
+        entries: report.judged().count(),
+        fd_error: report.max_error(),
+        unresolved: report.count(Verdict::Unresolved),
+        kinks: report.kinks(),
+        richardson_error: rich_max,
+        inconsistent,
+        dual_adjoint_error: oracles.adjoint.error,
+        f32_error: oracles.f32_error,
+        verdict: if ok { "PASS" } else { "FAIL" }.into(),
+    };
+    Ok((check, detail))
 }
 
 /// A cell of `kind`, PyTorch-initialised.
-fn check_cell(kind: CellKind, row: &Row, args: &Args, rng: &mut Rng) -> Result<bool, String> {
+fn check_cell(
+    kind: CellKind,
+    row: &Row,
+    args: &Args,
+    rng: &mut Rng,
+) -> Result<(CheckRow, String), String> {
     let cell = kind.pytorch_init::<f64>(row.size.input, row.size.hidden, rng);
     let name = cell.name();
     let p = cell_problem(cell, row, rng);
@@ -260,7 +300,7 @@ fn check_arch<C: bptt::nn::cell::Rescalar<f64>>(
     row: &Row,
     args: &Args,
     rng: &mut Rng,
-) -> Result<bool, String> {
+) -> Result<(CheckRow, String), String> {
     let (d, h) = (row.size.input, row.size.hidden);
     let err = |e: bptt::error::BpttError| e.to_string();
     match arch {
@@ -298,92 +338,165 @@ fn check_arch_kind(
     row: &Row,
     args: &Args,
     rng: &mut Rng,
-) -> Result<bool, String> {
+) -> Result<(CheckRow, String), String> {
     let bound = 1.0 / (row.size.hidden as f64).sqrt();
     let make = |d, h, r: &mut Rng| kind.uniform::<f64>(d, h, bound, r);
     check_arch(arch, make, row, args, rng)
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
-    if !(args.tolerance > 0.0 && args.tolerance.is_finite()) {
-        eprintln!(
-            "error: --tolerance must be a positive number, got {}",
-            args.tolerance
-        );
-        return ExitCode::from(2);
-    }
-    println!(
-        "{:<24} {:>10} {:<5} {:<5} {:>7} {:>9} {:>5} {:>5} {:>9} {:>5} {:>9} {:>9} {:<5}",
-        "network",
-        "H,D,T,B",
-        "loss",
-        "at",
-        "entries",
-        "FD err",
-        "unres",
-        "kinks",
-        "Rich err",
-        "incon",
-        "dual adj",
-        "f32 err",
-        "verdict"
-    );
+/// One problem: a cell alone (`arch` = `None`) or an architecture over it, at one row.
+#[derive(Clone, Copy)]
+struct Item {
+    cell: CellKind,
+    arch: Option<Arch>,
+    row: Row,
+}
+
+/// Every problem, in table order: each cell at each size and loss placement, then each
+/// architecture over each cell. Problem `i` draws from stream `i + 1` of the seed.
+fn items() -> Vec<Item> {
     let placements = [(LossAt::Last, true), (LossAt::EveryStep, false)];
-    let mut results = Vec::new();
-    let mut item = 0u64;
-    for &kind in CellKind::ALL {
+    let mut v = Vec::new();
+    for &cell in CellKind::ALL {
         for size in SIZES {
             for (at, classify) in placements {
-                item += 1;
                 let row = Row { size, at, classify };
-                results.push(check_cell(
-                    kind,
-                    &row,
-                    &args,
-                    &mut stream(args.seed, &[item]),
-                ));
+                v.push(Item { cell, arch: None, row });
             }
         }
     }
     for arch in [Arch::StackedBi, Arch::Residual, Arch::Dense] {
-        for &kind in CellKind::ALL {
+        for &cell in CellKind::ALL {
             for (at, classify) in placements {
-                item += 1;
                 let row = Row {
                     size: ARCH_SIZE,
                     at,
                     classify,
                 };
-                results.push(check_arch_kind(
-                    kind,
-                    arch,
-                    &row,
-                    &args,
-                    &mut stream(args.seed, &[item]),
-                ));
+                v.push(Item {
+                    cell,
+                    arch: Some(arch),
+                    row,
+                });
             }
         }
     }
-    let mut failures = 0;
-    for r in results {
-        match r {
-            Ok(ok) => failures += usize::from(!ok),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        }
+    v
+}
+
+/// The gradient proof as a driver experiment: one chunk per problem, in order.
+struct Gradcheck {
+    args: Args,
+    items: Vec<Item>,
+}
+
+impl Experiment for Gradcheck {
+    const NAME: &'static str = "gradcheck";
+    const UNIT: &'static str = "problems";
+
+    fn plan(&self) -> serde_json::Value {
+        serde_json::json!({
+            "seed": self.args.shard.seed,
+            "tolerance": self.args.tolerance,
+            "verbose": self.args.verbose,
+            "problems": self.items.len(),
+            "cells": CellKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        })
     }
-    if failures > 0 {
-        println!("\n{failures} problem(s) FAILED");
-        ExitCode::from(1)
-    } else {
-        println!(
-            "\nall problems PASS: every analytic gradient agrees with central differences (FD err ≤ tolerance), \
-             with Richardson extrapolation within its own error estimate (incon = 0), and with the exact \
-             dual-number adjoint identity (dual adj ≤ 1e-12·κ)"
+    fn tables(&self) -> Vec<Table> {
+        vec![Table::of::<CheckRow>("gradcheck.csv")]
+    }
+    fn chunks(&self) -> usize {
+        self.items.len()
+    }
+    fn parallel_chunks(&self) -> bool {
+        true
+    }
+    fn compute(&self, index: usize, ctx: &Context<'_>) -> Result<Rows, String> {
+        let item = &self.items[index];
+        let rng = &mut stream(self.args.shard.seed, &[index as u64 + 1]);
+        let (row, detail) = match item.arch {
+            None => check_cell(item.cell, &item.row, &self.args, rng)?,
+            Some(arch) => check_arch_kind(item.cell, arch, &item.row, &self.args, rng)?,
+        };
+        if !detail.is_empty() {
+            // the worst entries of a failing (or, --verbose, every) problem
+            eprint!("{detail}");
+        }
+        ctx.progress(1);
+        let mut rows = Rows::new(1);
+        rows.push(0, &row);
+        Ok(rows)
+    }
+
+    fn summarize(_plan: &serde_json::Value, out: &Outputs<'_>) -> Result<Summary, String> {
+        let rows: Vec<CheckRow> = out.rows("gradcheck.csv")?;
+        let mut table = format!(
+            "{:<24} {:>10} {:<5} {:<5} {:>7} {:>9} {:>5} {:>5} {:>9} {:>5} {:>9} {:>9} {:<5}\n",
+            "network",
+            "H,D,T,B",
+            "loss",
+            "at",
+            "entries",
+            "FD err",
+            "unres",
+            "kinks",
+            "Rich err",
+            "incon",
+            "dual adj",
+            "f32 err",
+            "verdict"
         );
-        ExitCode::SUCCESS
+        for r in &rows {
+            writeln!(
+                table,
+                "{:<24} {:>10} {:<5} {:<5} {:>7} {:>9.1e} {:>5} {:>5} {:>9.1e} {:>5} {:>9.1e} {:>9.1e} {:<5}",
+                r.network,
+                format!("{},{},{},{}", r.hidden, r.input, r.steps, r.batch),
+                r.loss,
+                r.at,
+                r.entries,
+                r.fd_error,
+                r.unresolved,
+                r.kinks,
+                r.richardson_error,
+                r.inconsistent,
+                r.dual_adjoint_error,
+                r.f32_error,
+                r.verdict
+            )
+            .unwrap();
+        }
+        let failed = rows.iter().filter(|r| r.verdict != "PASS").count();
+        if failed == 0 {
+            table += "\nall problems PASS: every analytic gradient agrees with central differences \
+                (FD err ≤ tolerance), with Richardson extrapolation within its own error estimate \
+                (incon = 0), and with the exact dual-number adjoint identity (dual adj ≤ 1e-12·κ)";
+        }
+        Ok(Summary {
+            results: serde_json::json!({
+                "problems": rows.len(),
+                "passed": rows.len() - failed,
+                "failed": failed,
+            }),
+            failure: (failed > 0).then(|| format!("{failed} problem(s) FAILED")),
+            table,
+        })
     }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    driver::drive(&args.common, Some(&args.shard), &args, || {
+        if !(args.tolerance > 0.0 && args.tolerance.is_finite()) {
+            return Err(format!(
+                "--tolerance must be a positive number, got {}",
+                args.tolerance
+            ));
+        }
+        Ok(Gradcheck {
+            items: items(),
+            args: args.clone(),
+        })
+    })
 }

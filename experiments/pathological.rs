@@ -578,6 +578,7 @@ impl Experiment for Grid {
             }
         }
         Ok(Summary {
+            failure: None,
             results: serde_json::json!({
                 "runs": finals.len(),
                 "successes": successes,

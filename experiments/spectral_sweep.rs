@@ -449,6 +449,7 @@ impl Experiment for Sweep {
             "loss": "L = sum_b v . h_T^(b), v a fixed random unit vector; grad_norm = mean over b of ||dL/dh_k^(b)||_2",
         });
         Ok(Summary {
+            failure: None,
             results,
             table: decay_table(&rows),
         })

@@ -267,11 +267,13 @@ impl Outputs<'_> {
     }
 }
 
-/// What [`Experiment::summarize`] reports: results for the sidecar, and a table for the
-/// terminal.
+/// What [`Experiment::summarize`] reports: results for the sidecar, a table for the terminal,
+/// and whether the results themselves are a failure (e.g. a gradient check that failed): the
+/// outputs are written, and the binary exits with status 1 and this message.
 pub struct Summary {
     pub results: Value,
     pub table: String,
+    pub failure: Option<String>,
 }
 
 /// An experiment: a validated plan of independent chunks, each adding rows to the tables.
@@ -841,7 +843,7 @@ fn run<E: Experiment>(
         invoked.threads,
         out.display()
     );
-    Ok(())
+    summary.failure.map_or(Ok(()), |f| Err(Failure::Failed(f)))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1054,7 +1056,7 @@ fn merge<E: Experiment>(dirs: &[PathBuf], out: &Path, invoked: &Invoked) -> Resu
         println!("{}", summary.table);
     }
     eprintln!("merged {} shards into {}", dirs.len(), out.display());
-    Ok(())
+    summary.failure.map_or(Ok(()), |f| Err(Failure::Failed(f)))
 }
 
 /// The current UTC time as RFC 3339 (`2026-11-27T12:34:56Z`).
