@@ -1,5 +1,5 @@
 //! Criterion benchmark of one training update of the six workloads of
-//! `../shared/peers/train_nets_torch.py` (batch 32, T = 100, one-hot inputs over a vocabulary
+//! `experiments/peers/train_nets_torch.py` (batch 32, T = 100, one-hot inputs over a vocabulary
 //! of 32, global-norm clipping at 1.0, SGD lr 0.01, inputs drawn once outside the timed loop,
 //! one thread), in f64 and f32, through `bptt::train::trainer::Trainer` — beside the **GEMM floor** of
 //! each: the update's GEMMs alone (per cell and step the recurrent product forward and the

@@ -1,5 +1,5 @@
 //! Criterion benchmark of one training update in Pascanu et al.'s temporal-order setting — the
-//! workload of `../shared/peers/train_step_torch.py`: vanilla tanh RNN, 6 one-hot inputs,
+//! workload of `experiments/peers/train_step_torch.py`: vanilla tanh RNN, 6 one-hot inputs,
 //! 50 hidden units, a linear readout to 4 classes at the last step, softmax cross-entropy,
 //! batch 20, T = 200; forward, backward, global-norm clipping at 1.0, SGD step (lr 0.01) —
 //! and SGD-CR (Ω) beside it; f64 and f32, through `bptt::train::trainer::Trainer` (what
