@@ -1,5 +1,6 @@
 //! Helpers for the tests that run an experiment binary as a user does: fresh output
-//! directories, running with arguments, reading outputs.
+//! directories, running with arguments, reading outputs. (Each test file uses a subset.)
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
