@@ -32,5 +32,5 @@ cargo mutants --no-shuffle --timeout 600 --profile mutants --output "${MUTANTS_O
   --re 'recurrent_param_grads|row_sums|add_to|gemm|reverse_time|running|apply|grad_norm' \
   "$@" \
   -- --lib --test cells --test architectures --test gradcheck_api --test clipping \
-     --test truncation --test vanilla --test gated --test pytorch_parity --test oracle \
+     --test truncation --test jacobians --test gated --test pytorch_parity --test oracle \
      --test training --test trainer --test tokens --test engine_errors
