@@ -254,9 +254,19 @@ fn check_row<P: Checkable>(
     let s = row.size;
     let mut detail = String::new();
     if !ok || args.verbose {
-        write!(detail, "{name} (H,D,T,B = {},{},{},{}):\n{report}", s.hidden, s.input, s.steps, s.batch).unwrap();
+        write!(
+            detail,
+            "{name} (H,D,T,B = {},{},{},{}):\n{report}",
+            s.hidden, s.input, s.steps, s.batch
+        )
+        .unwrap();
         if !adjoint_ok {
-            writeln!(detail, "dual-number adjoint check failed: {:?}", oracles.adjoint).unwrap();
+            writeln!(
+                detail,
+                "dual-number adjoint check failed: {:?}",
+                oracles.adjoint
+            )
+            .unwrap();
         }
     }
     let check = CheckRow {
@@ -266,7 +276,12 @@ fn check_row<P: Checkable>(
         steps: s.steps,
         batch: s.batch,
         loss: if row.classify { "xent" } else { "mse" }.into(),
-        at: if row.at == LossAt::Last { "last" } else { "every" }.into(),
+        at: if row.at == LossAt::Last {
+            "last"
+        } else {
+            "every"
+        }
+        .into(),
         entries: report.judged().count(),
         fd_error: report.max_error(),
         unresolved: report.count(Verdict::Unresolved),
@@ -361,7 +376,11 @@ fn items() -> Vec<Item> {
         for size in SIZES {
             for (at, classify) in placements {
                 let row = Row { size, at, classify };
-                v.push(Item { cell, arch: None, row });
+                v.push(Item {
+                    cell,
+                    arch: None,
+                    row,
+                });
             }
         }
     }

@@ -10,6 +10,7 @@ use bptt::nn::arch::{
 };
 use bptt::nn::cell::CellFamily;
 use bptt::nn::cells::CellKind;
+use bptt::nn::cells::lstm::Lstm;
 use bptt::nn::cells::vanilla::VanillaRnn;
 use bptt::nn::model::{LossAt, NetworkModel, Objective, Targets};
 use bptt::nn::readout::Readout;
@@ -313,7 +314,102 @@ fn identity_skip_is_a_direct_gradient_path() {
     let d_ys: Vec<DMatrix<f64>> = (0..4)
         .map(|_| uniform_matrix(&mut rng, 3, 2, 1.0))
         .collect();
-    let (_, dxs, _) = layer.backward(&cache, &d_ys, &[DMatrix::zeros(3, 2)]);
+    let dxs = layer.backward(&cache, &d_ys, &[DMatrix::zeros(3, 2)]).dxs;
     assert_eq!(dxs, d_ys);
     assert_eq!(finals.len(), 1);
+}
+
+/// PyTorch's four names of a cell with layer suffix `sfx`.
+fn cell_names(sfx: &str) -> Vec<String> {
+    ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+        .iter()
+        .map(|n| format!("{n}{sfx}"))
+        .collect()
+}
+
+/// `net`'s parameters are named `want`, and a backward pass's gradients have the same names,
+/// order and shapes.
+fn assert_named<N: SeqLayer<f64>>(net: &N, want: &[String]) {
+    let params = net.params();
+    assert_eq!(params.names(), want, "{}", net.name());
+    assert_eq!(net.param_tensors(), want.len());
+    assert_eq!(params.scalar_count(), net.parameter_count());
+    let mut rng = stream(4, &[]);
+    let xs: Vec<DMatrix<f64>> = (0..3)
+        .map(|_| uniform_matrix(&mut rng, net.input_size(), 2, 1.0))
+        .collect();
+    let s0: Vec<DMatrix<f64>> = net
+        .state_sizes()
+        .iter()
+        .map(|&r| DMatrix::zeros(r, 2))
+        .collect();
+    let (ys, finals, cache) = net.forward(&xs, &s0).unwrap();
+    let g = net.backward(&cache, &ys, &finals);
+    assert_eq!(g.params.names(), want, "{}: gradient names", net.name());
+    for ((name, p), (_, d)) in params.iter().zip(g.params.iter()) {
+        assert_eq!(p.shape(), d.shape(), "{}: {name}", net.name());
+    }
+}
+
+/// Every wrapper names its parameters as PyTorch does (`weight_ih_l0`, …, `_reverse` for the
+/// reverse direction, `skip_proj_l{i}` for a residual projection), and its gradients alike.
+#[test]
+fn parameters_and_gradients_carry_pytorchs_names() {
+    let mut rng = stream(5, &[]);
+    let lstm = |d, rng: &mut Rng| Lstm::<f64>::uniform(d, 2, (), 0.5, rng);
+    let bi = Stacked::new(vec![
+        Bidirectional::new(lstm(3, &mut rng), lstm(3, &mut rng)),
+        Bidirectional::new(lstm(4, &mut rng), lstm(4, &mut rng)),
+    ])
+    .unwrap();
+    let sfx = ["_l0", "_l0_reverse", "_l1", "_l1_reverse"];
+    assert_named(
+        &bi,
+        &sfx.iter().flat_map(|s| cell_names(s)).collect::<Vec<_>>(),
+    );
+
+    let rnn = |d, h, rng: &mut Rng| {
+        Unidirectional::new(VanillaRnn::<f64>::uniform(d, h, Activation::Tanh, 0.5, rng))
+    };
+    // layer 0 projects 3 → 4 units; layer 1 is an identity skip
+    let res = Stacked::new(vec![
+        Residual::new(rnn(3, 4, &mut rng), &mut rng),
+        Residual::new(rnn(4, 4, &mut rng), &mut rng),
+    ])
+    .unwrap();
+    let mut want = cell_names("_l0");
+    want.push("skip_proj_l0".into());
+    want.extend(cell_names("_l1"));
+    assert_named(&res, &want);
+
+    let dense = Dense::new(vec![rnn(3, 2, &mut rng), rnn(5, 2, &mut rng)]).unwrap();
+    let want: Vec<String> = cell_names("_l0")
+        .into_iter()
+        .chain(cell_names("_l1"))
+        .collect();
+    assert_named(&dense, &want);
+    assert_named(&rnn(3, 2, &mut rng), &cell_names("_l0"));
+}
+
+/// A model hands out its network's parameters borrowed from the cells (nothing copied), and
+/// the mutable view writes through to them.
+#[test]
+fn network_parameters_are_views_of_the_cells() {
+    let mut rng = stream(6, &[]);
+    let lstm = |d, rng: &mut Rng| Lstm::<f64>::uniform(d, 2, (), 0.5, rng);
+    let net = Stacked::new(vec![
+        Bidirectional::new(lstm(3, &mut rng), lstm(3, &mut rng)),
+        Bidirectional::new(lstm(4, &mut rng), lstm(4, &mut rng)),
+    ])
+    .unwrap();
+    let mut m = NetworkModel::new(net, Readout::uniform(4, 2, 0.5, &mut rng)).unwrap();
+    let view = m.net_params();
+    let w = view.get("weight_hh_l1_reverse").unwrap();
+    assert!(std::ptr::eq(w, m.net.layers[1].reverse.weight_hh()));
+    assert!(std::ptr::eq(&view[0], m.net.layers[0].forward.weight_ih()));
+    assert_eq!(view.to_params().names(), view.names());
+    let mut params = m.net.params_mut();
+    params.get_mut("bias_ih_l0_reverse").unwrap().fill(7.0);
+    assert!(m.net.layers[0].reverse.bias_ih().iter().all(|&b| b == 7.0));
+    assert!(m.net.layers[0].forward.bias_ih().iter().all(|&b| b != 7.0));
 }

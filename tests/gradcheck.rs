@@ -40,14 +40,24 @@ fn every_registered_cell_and_architecture_passes_and_a_failure_exits_1() {
             kind.name()
         );
     }
-    assert!(table.iter().all(|r| r.verdict == "PASS" && r.fd_error <= 1e-6));
+    assert!(
+        table
+            .iter()
+            .all(|r| r.verdict == "PASS" && r.fd_error <= 1e-6)
+    );
 
     // no finite difference meets a tolerance of 1e-300: every problem fails, exit 1, and the
     // table is still written for the record
     let dir = cli::temp_dir("gradcheck", "fail");
     let out = cli::run(
         BIN,
-        &["--out", dir.to_str().unwrap(), "--quiet", "--tolerance", "1e-300"],
+        &[
+            "--out",
+            dir.to_str().unwrap(),
+            "--quiet",
+            "--tolerance",
+            "1e-300",
+        ],
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -59,8 +69,14 @@ fn every_registered_cell_and_architecture_passes_and_a_failure_exits_1() {
 fn bad_flags_exit_2() {
     let dir = cli::temp_dir("gradcheck", "bad");
     for (args, expect) in [
-        (vec!["--tolerance", "0"], "--tolerance must be a positive number"),
-        (vec!["--tolerance", "nan"], "--tolerance must be a positive number"),
+        (
+            vec!["--tolerance", "0"],
+            "--tolerance must be a positive number",
+        ),
+        (
+            vec!["--tolerance", "nan"],
+            "--tolerance must be a positive number",
+        ),
         (vec!["--threads", "0"], "--threads must be at least 1"),
     ] {
         let mut a = vec!["--out", dir.to_str().unwrap()];

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use bptt::nn::activation::Activation;
-use bptt::nn::arch::{Bidirectional, SeqLayer, Stacked, Unidirectional};
+use bptt::nn::arch::{Bidirectional, LayerGrads, SeqLayer, Stacked, Unidirectional};
 use bptt::nn::cell::{Cell, CellFamily};
 use bptt::nn::cells::gru::{Gru, GruVariant};
 use bptt::nn::cells::lstm::Lstm;
@@ -209,8 +209,13 @@ fn check_network<N: SeqLayer<f64>>(
         .sequence("grad_output")
         .map_err(|e| vec![e.to_string()])?;
     let d_finals = states(sd, "grad_h_n", count, hidden, has_c)?;
-    let (grads, dxs, d_s0) = net.backward(&cache, &d_ys, &d_finals);
-    for (name, g) in net.param_names(0).iter().zip(&grads) {
+    let LayerGrads {
+        params: grads,
+        dxs,
+        d_s0,
+    } = net.backward(&cache, &d_ys, &d_finals);
+    // the gradients carry PyTorch's parameter names: `grad.weight_ih_l0`, …
+    for (name, g) in grads.iter() {
         let torch: DMatrix<f64> = sd
             .matrix(&format!("grad.{name}"), g.nrows(), g.ncols())
             .map_err(|e| vec![e.to_string()])?;

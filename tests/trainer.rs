@@ -141,7 +141,8 @@ fn reference_update<N: SeqLayer<f64>>(
         .iter()
         .map(|f| DMatrix::zeros(f.nrows(), f.ncols()))
         .collect();
-    let (mut grads, _, _) = model.net.backward(&rec, &d_ys, &zeros);
+    let g = model.net.backward(&rec, &d_ys, &zeros).params;
+    let mut grads: Vec<DMatrix<f64>> = g.iter().map(|(_, g)| g.clone()).collect();
     grads.push(dw);
     grads.push(db);
     let norm = grads.iter().map(|g| g.norm_squared()).sum::<f64>().sqrt();
@@ -153,7 +154,7 @@ fn reference_update<N: SeqLayer<f64>>(
         }
     }
     opt.t += 1;
-    let mut params: Vec<&mut DMatrix<f64>> = model.net.params_mut();
+    let mut params: Vec<&mut DMatrix<f64>> = model.net.params_mut().into_tensors().collect();
     params.extend(model.readout.params_mut().tensors_mut());
     for (i, (p, g)) in params.into_iter().zip(&grads).enumerate() {
         match cfg.optimizer {
@@ -184,11 +185,14 @@ fn assert_models_close<N: SeqLayer<f64>>(
     got: &NetworkModel<f64, N>,
     want: &NetworkModel<f64, N>,
 ) {
-    let mut g = got.net.params();
-    g.extend(got.readout.params().iter().map(|(_, m)| m));
-    let mut w = want.net.params();
-    w.extend(want.readout.params().iter().map(|(_, m)| m));
-    for (k, (a, b)) in g.iter().zip(&w).enumerate() {
+    let (g, w) = (got.net.params(), want.net.params());
+    let g = g
+        .tensors()
+        .chain(got.readout.params().iter().map(|(_, m)| m));
+    let w = w
+        .tensors()
+        .chain(want.readout.params().iter().map(|(_, m)| m));
+    for (k, (a, b)) in g.zip(w).enumerate() {
         let floor = 1e-12 * b.amax().max(1e-300);
         for (x, y) in a.iter().zip(b.iter()) {
             assert!(
@@ -215,7 +219,7 @@ fn check_training<N: SeqLayer<f64>>(
         .collect();
     let (mut ours, mut theirs) = (model.clone(), model);
     let mut trainer = Trainer::new(&ours, cfg).unwrap();
-    let mut all: Vec<DMatrix<f64>> = theirs.net.params().into_iter().cloned().collect();
+    let mut all: Vec<DMatrix<f64>> = theirs.net.params().tensors().cloned().collect();
     all.extend(theirs.readout.params().iter().map(|(_, m)| m.clone()));
     let zeros: Vec<DMatrix<f64>> = all
         .iter()
@@ -444,7 +448,7 @@ fn f32_training_follows_f64() {
         );
     }
     // parameters after 5 Adam steps of 0.01: f32 rounding (≈ 6e-8 relative per operation)
-    for (a, b) in m32.net.params().iter().zip(m64.net.params()) {
+    for (a, b) in m32.net.params().tensors().zip(m64.net.params().tensors()) {
         for (x, y) in a.iter().zip(b.iter()) {
             assert!(
                 relative_eq!(*x as f64, *y, epsilon = 1e-5, max_relative = 1e-4),
@@ -458,7 +462,7 @@ fn f32_training_follows_f64() {
 fn the_safety_net_shrinks_the_recurrent_matrices() {
     let (a, ..) = networks(9);
     let mut m = a;
-    let before = m.net.params().into_iter().cloned().collect::<Vec<_>>();
+    let before = m.net.params().to_params();
     let cfg = Config {
         safety_net: true,
         clip: None,
@@ -477,8 +481,7 @@ fn the_safety_net_shrinks_the_recurrent_matrices() {
     };
     let rec = tr.update(&mut m, &batch).unwrap();
     assert!(rec.safety && rec.grad_norm.is_nan());
-    let names = m.net.param_names(0);
-    for ((name, w0), w1) in names.iter().zip(&before).zip(m.net.params()) {
+    for ((name, w0), w1) in before.iter().zip(m.net.params().tensors()) {
         // lr 1: W ← W − 0.02 W for weight_hh, unchanged otherwise
         let want = if name.starts_with("weight_hh") {
             w0 * 0.98
@@ -729,7 +732,7 @@ fn omega_training_in_f32_follows_f64() {
             r64.omega
         );
     }
-    for (a, b) in m32.net.params().iter().zip(m64.net.params()) {
+    for (a, b) in m32.net.params().tensors().zip(m64.net.params().tensors()) {
         for (x, y) in a.iter().zip(b.iter()) {
             assert!(
                 relative_eq!(*x as f64, *y, epsilon = 1e-5, max_relative = 1e-4),

@@ -101,10 +101,10 @@ pub fn fixed_points(w: f64, b: f64) -> Vec<FixedPoint> {
         }
         roots.push(if f(a).abs() <= f(c).abs() { a } else { c });
     }
-    if let Some(&last) = knots.last() {
-        if f(last) == 0.0 {
-            roots.push(last);
-        }
+    if let Some(&last) = knots.last()
+        && f(last) == 0.0
+    {
+        roots.push(last);
     }
     roots.sort_by(f64::total_cmp);
     roots.dedup_by(|a, b| (*a - *b).abs() <= 1e-12 * (1.0 + a.abs()));

@@ -4,7 +4,7 @@
 use nalgebra::{DMatrix, RealField};
 
 use crate::error::BpttError;
-use crate::nn::arch::SeqLayer;
+use crate::nn::arch::{LayerGrads, ParamsRef, SeqLayer};
 use crate::nn::cell::Cell;
 use crate::nn::params::Params;
 use crate::nn::readout::{Readout, mse, softmax_cross_entropy, softmax_cross_entropy_magnitude};
@@ -273,7 +273,7 @@ pub struct NetworkModel<T: RealField + Copy, N: SeqLayer<T>> {
 /// Every gradient of a [`NetworkModel`]'s loss.
 #[derive(Clone, Debug)]
 pub struct NetworkGrads<T: RealField + Copy> {
-    /// `∂L/∂θ_net`, one matrix per parameter, named as [`SeqLayer::param_names`].
+    /// `∂L/∂θ_net`: named, ordered and shaped as the network's parameters ([`SeqLayer::params`]).
     pub params: Params<T>,
     /// `∂L/∂θ_readout`.
     pub readout: Params<T>,
@@ -288,11 +288,8 @@ impl<T: RealField + Copy, N: crate::nn::arch::RescalarLayer<T>> NetworkModel<T, 
     /// f64, rounded to nearest from f64 to f32) — e.g. f64-drawn weights trained in f32.
     #[must_use]
     pub fn rescalar<U: RealField + Copy>(&self) -> NetworkModel<U, N::With<U>> {
-        let mut params = self
-            .net
-            .params()
-            .into_iter()
-            .map(crate::nn::params::rescalar_matrix);
+        let params = self.net.params();
+        let mut params = params.tensors().map(crate::nn::params::rescalar_matrix);
         NetworkModel {
             net: self.net.rebuild(&mut params),
             readout: self.readout.rescalar(),
@@ -312,13 +309,12 @@ impl<T: RealField + Copy, N: SeqLayer<T>> NetworkModel<T, N> {
         Ok(NetworkModel { net, readout })
     }
 
-    /// The network's parameters as one named set (a copy).
-    pub fn net_params(&self) -> Params<T> {
-        let mut p = Params::new();
-        for (name, m) in self.net.param_names(0).into_iter().zip(self.net.params()) {
-            p.push(name, m.clone());
-        }
-        p
+    /// The network's parameters, named as PyTorch names them (`weight_ih_l0`, …,
+    /// `bias_hh_l1_reverse`), in order: a view borrowing the cells' matrices, nothing copied
+    /// ([`ParamsRef::to_params`] makes the copy).
+    #[must_use]
+    pub fn net_params(&self) -> ParamsRef<'_, T> {
+        self.net.params()
     }
 
     /// The loss (forward only); also returns the forward cache.
@@ -362,11 +358,7 @@ impl<T: RealField + Copy, N: SeqLayer<T>> NetworkModel<T, N> {
             .iter()
             .map(|f| DMatrix::zeros(f.nrows(), f.ncols()))
             .collect();
-        let (grads, dxs, d_s0) = self.net.backward(&cache, &d_ys, &d_finals);
-        let mut params = Params::new();
-        for (name, g) in self.net.param_names(0).into_iter().zip(grads) {
-            params.push(name, g);
-        }
+        let LayerGrads { params, dxs, d_s0 } = self.net.backward(&cache, &d_ys, &d_finals);
         Ok((
             loss,
             NetworkGrads {

@@ -120,7 +120,7 @@ impl Truncation {
     pub fn cuts_at(self, t: usize) -> bool {
         match self {
             Truncation::Full => false,
-            Truncation::Chunks(k1) => t > 0 && t % k1 == 0,
+            Truncation::Chunks(k1) => t > 0 && t.is_multiple_of(k1),
         }
     }
 

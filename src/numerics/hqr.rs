@@ -130,13 +130,13 @@ fn hqr<const SIMD: bool>(
 
             // the shifts: eigenvalues of the trailing 2 × 2 block, or exceptional ones
             let (h11, h12, h21, h22);
-            if kdefl % (2 * KEXSH) == 0 {
+            if kdefl.is_multiple_of(2 * KEXSH) {
                 let s = h[idx(i, i - 1)].abs() + h[idx(i - 1, i - 2)].abs();
                 h11 = 0.75 * s + h[idx(i, i)];
                 h12 = -0.4375 * s;
                 h21 = s;
                 h22 = h11;
-            } else if kdefl % KEXSH == 0 {
+            } else if kdefl.is_multiple_of(KEXSH) {
                 let s = h[idx(l + 1, l)].abs() + h[idx(l + 2, l + 1)].abs();
                 h11 = 0.75 * s + h[idx(l, l)];
                 h12 = -0.4375 * s;

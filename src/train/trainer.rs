@@ -260,8 +260,8 @@ pub struct Trainer<T: RealField + Copy, N: SeqLayer<T>> {
     dy_sums: Vec<T>,
     /// ∂L/∂(network outputs), O_net × T·B.
     d_out: DMatrix<T>,
-    /// Gradients: the network's tensors in `params()` order, then the readout's.
-    grads: Vec<DMatrix<T>>,
+    /// Gradients: the network's (named, ordered and shaped as its `params()`), the readout's.
+    grads: Params<T>,
     readout_grads: Params<T>,
     /// Optimizer moments, same order (second moments for Adam only).
     m: Vec<DMatrix<T>>,
@@ -307,21 +307,20 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
                 model.net.state_count()
             )));
         }
-        let zeros = |m: &DMatrix<T>| DMatrix::zeros(m.nrows(), m.ncols());
-        let grads: Vec<DMatrix<T>> = model.net.params().into_iter().map(zeros).collect();
+        let params = model.net.params();
+        let grads = params.zeros_like();
         let readout_grads = model.readout.params().zeros_like();
         let all: Vec<DMatrix<T>> = grads
             .iter()
-            .chain(readout_grads.iter().map(|(_, m)| m))
-            .map(zeros)
+            .chain(readout_grads.iter())
+            .map(|(_, m)| m.clone())
             .collect();
         let v = match config.optimizer {
             Optimizer::Adam { .. } => all.clone(),
             Optimizer::Sgd { .. } => Vec::new(),
         };
-        let recurrent = model
-            .net
-            .param_names(0)
+        let recurrent = params
+            .names()
             .iter()
             .map(|n| n.starts_with("weight_hh"))
             .collect();
@@ -357,9 +356,10 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
         self.updates
     }
     /// The gradients of the last [`Self::loss_and_grads`] / [`Self::update`] (before clipping
-    /// for the former): the network's in `params()` order, and the readout's.
+    /// for the former): the network's, named, ordered and shaped as its `params()`, and the
+    /// readout's.
     #[must_use]
-    pub fn grads(&self) -> (&[DMatrix<T>], &Params<T>) {
+    pub fn grads(&self) -> (&Params<T>, &Params<T>) {
         (&self.grads, &self.readout_grads)
     }
     /// The network's workspace after the last pass (outputs, states, tapes).
@@ -388,7 +388,7 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
         let net = &model.net;
         let b = batch.batch;
         let cols = batch.inputs.columns();
-        if b == 0 || cols == 0 || cols % b != 0 {
+        if b == 0 || cols == 0 || !cols.is_multiple_of(b) {
             return Err(BpttError::Invalid(format!(
                 "a batch of {cols} columns is not T ≥ 1 steps of {b} sequences"
             )));
@@ -446,7 +446,7 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
         let (o_net, steps) = (h_all.rows(), cols / b);
         for g in self
             .grads
-            .iter_mut()
+            .tensors_mut()
             .chain(self.readout_grads.tensors_mut())
         {
             g.fill(T::zero());
@@ -481,7 +481,8 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
             d_outputs: Some(MatRef::from(&self.d_out)),
             d_finals: &[],
         };
-        net.backward_slab(batch.inputs, &mut self.ws, &up, &mut self.grads, false)?;
+        let grads = self.grads.as_mut_slice();
+        net.backward_slab(batch.inputs, &mut self.ws, &up, grads, false)?;
         Ok(loss)
     }
 
@@ -515,7 +516,7 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
             let s: T = nalgebra::convert(threshold / norm);
             for g in self
                 .grads
-                .iter_mut()
+                .tensors_mut()
                 .chain(self.readout_grads.tensors_mut())
             {
                 *g *= s;
@@ -528,7 +529,7 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
             let shrink: T = nalgebra::convert(SAFETY_SHRINK);
             let (grads, recurrent) = (&mut self.grads, &self.recurrent);
             let mut i = 0;
-            model.net.for_each_param(&mut |w| {
+            model.net.for_each_param(0, &mut |_, w| {
                 if recurrent[i] {
                     grads[i].copy_from(w);
                     grads[i] *= shrink;
@@ -629,7 +630,7 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
     ) -> Result<(), BpttError> {
         let net = &model.net;
         let cols = inputs.columns();
-        if batch == 0 || cols == 0 || cols % batch != 0 || chunk == 0 {
+        if batch == 0 || cols == 0 || !cols.is_multiple_of(batch) || chunk == 0 {
             return Err(BpttError::Invalid(format!(
                 "a prediction over {cols} columns needs T ≥ 1 steps of B = {batch} ≥ 1 \
                  sequences and a chunk of ≥ 1 steps (got {chunk})"
@@ -682,8 +683,8 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
         let entries = || {
             self.grads
                 .iter()
-                .chain(self.readout_grads.iter().map(|(_, m)| m))
-                .flat_map(|m| m.iter().map(|x| to_f64(*x)))
+                .chain(self.readout_grads.iter())
+                .flat_map(|(_, m)| m.iter().map(|x| to_f64(*x)))
         };
         let mut scale = 0.0f64;
         for g in entries() {

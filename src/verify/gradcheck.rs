@@ -400,11 +400,14 @@ impl<N: SeqLayer<f64>> Checkable for NetworkProblem<N> {
     }
 
     fn variable_mut(&mut self, index: usize) -> &mut DMatrix<f64> {
-        let n_net = self.model.net.params().len();
+        let n_net = self.model.net.param_tensors();
         let n_readout = self.model.readout.params().len();
         let n_x = self.xs.len();
         match index {
-            i if i < n_net => self.model.net.params_mut().swap_remove(i),
+            i if i < n_net => {
+                let mut params = self.model.net.params_mut().into_tensors();
+                params.nth(i).expect("i < the network's parameter count")
+            }
             i if i < n_net + n_readout => &mut self.model.readout.params_mut()[i - n_net],
             i if i < n_net + n_readout + n_x => &mut self.xs[i - n_net - n_readout],
             i => &mut self.s0[i - n_net - n_readout - n_x],

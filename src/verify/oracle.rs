@@ -21,7 +21,7 @@ use nalgebra::DMatrix;
 use num_dual::Dual64;
 
 use crate::error::BpttError;
-use crate::nn::arch::{RescalarLayer, SeqLayer};
+use crate::nn::arch::{LayerGrads, RescalarLayer, SeqLayer};
 use crate::nn::cell::Rescalar;
 use crate::nn::params::Params;
 use crate::nn::sequence::{self, Truncation, Upstream};
@@ -186,20 +186,11 @@ pub fn adjoint_network<N: RescalarLayer<f64>>(
     seed: u64,
 ) -> Result<AdjointCheck, BpttError> {
     let mut rng = stream(seed, &[0xAE]);
-    let u_params: Vec<DMatrix<f64>> = net
-        .params()
-        .iter()
-        .map(|m| random_like(&mut rng, m))
-        .collect();
+    let params = net.params();
+    let u_params: Vec<DMatrix<f64>> = params.tensors().map(|m| random_like(&mut rng, m)).collect();
     let u_xs: Vec<DMatrix<f64>> = xs.iter().map(|x| random_like(&mut rng, x)).collect();
     let u_s0: Vec<DMatrix<f64>> = s0.iter().map(|s| random_like(&mut rng, s)).collect();
-    let mut dual_params = net
-        .params()
-        .into_iter()
-        .zip(&u_params)
-        .map(|(m, u)| dual(m, u))
-        .collect::<Vec<_>>()
-        .into_iter();
+    let mut dual_params = params.tensors().zip(&u_params).map(|(m, u)| dual(m, u));
     let dual_net = net.rebuild(&mut dual_params);
     let dual_xs: Vec<_> = xs.iter().zip(&u_xs).map(|(x, u)| dual(x, u)).collect();
     let dual_s0: Vec<_> = s0.iter().zip(&u_s0).map(|(s, u)| dual(s, u)).collect();
@@ -207,7 +198,11 @@ pub fn adjoint_network<N: RescalarLayer<f64>>(
     let (ys, finals, cache) = net.forward(xs, s0)?;
     let v_out: Vec<DMatrix<f64>> = ys.iter().map(|y| random_like(&mut rng, y)).collect();
     let v_fin: Vec<DMatrix<f64>> = finals.iter().map(|f| random_like(&mut rng, f)).collect();
-    let (gp, dxs, ds0) = net.backward(&cache, &v_out, &v_fin);
+    let LayerGrads {
+        params: gp,
+        dxs,
+        d_s0,
+    } = net.backward(&cache, &v_out, &v_fin);
     let mut fwd = Vec::new();
     for (v, d) in v_out.iter().zip(&ys_d).chain(v_fin.iter().zip(&finals_d)) {
         fwd.extend(eps_dot(v, d));
@@ -215,9 +210,10 @@ pub fn adjoint_network<N: RescalarLayer<f64>>(
     let mut bwd = Vec::new();
     for (g, u) in gp
         .iter()
+        .map(|(_, g)| g)
         .zip(&u_params)
         .chain(dxs.iter().zip(&u_xs))
-        .chain(ds0.iter().zip(&u_s0))
+        .chain(d_s0.iter().zip(&u_s0))
     {
         bwd.extend(dot_terms(g, u));
     }
@@ -400,19 +396,14 @@ pub fn f32_error_network<N: RescalarLayer<f64>>(
         .iter()
         .map(|f| DMatrix::zeros(f.nrows(), f.ncols()))
         .collect();
-    let (g64, _, _) = net.backward(&cache, &d_ys, &d_fin);
-    let mut p32 = net
-        .params()
-        .into_iter()
-        .map(|m| m.map(|v| v as f32))
-        .collect::<Vec<_>>()
-        .into_iter();
-    let net32 = net.rebuild(&mut p32);
+    let g64 = net.backward(&cache, &d_ys, &d_fin).params;
+    let params = net.params();
+    let net32 = net.rebuild(&mut params.tensors().map(|m| m.map(|v| v as f32)));
     let to32 = |v: &[DMatrix<f64>]| v.iter().map(|m| m.map(|x| x as f32)).collect::<Vec<_>>();
     let (_, _, cache32) = net32.forward(&to32(xs), &to32(s0))?;
-    let (g32, _, _) = net32.backward(&cache32, &to32(&d_ys), &to32(&d_fin));
+    let g32 = net32.backward(&cache32, &to32(&d_ys), &to32(&d_fin)).params;
     let (mut num, mut den) = (0.0, 0.0);
-    for (a, b) in g32.iter().zip(&g64) {
+    for ((_, a), (_, b)) in g32.iter().zip(g64.iter()) {
         num += (a.map(f64::from) - b).norm_squared();
         den += b.norm_squared();
     }

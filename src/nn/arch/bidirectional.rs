@@ -5,12 +5,11 @@
 
 use nalgebra::{DMatrix, RealField};
 
-use super::{CellWorkspace, LayerUpstream, SeqLayer, check_views};
+use super::{CellWorkspace, LayerUpstream, ParamName, SeqLayer, check_views};
 use crate::error::BpttError;
 use crate::nn::cell::Cell;
 use crate::nn::engine::Inputs;
 use crate::nn::engine::{MatMut, MatRef, ensure};
-use crate::nn::import::suffix;
 
 /// Two cells of the same type, one per direction.
 #[derive(Clone, Debug, PartialEq)]
@@ -112,32 +111,19 @@ impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Bidirectional<C> {
     fn state_block_rows(&self) -> usize {
         self.forward.hidden_size()
     }
-    fn param_names(&self, layer: usize) -> Vec<String> {
-        let (f, r) = (suffix(layer, false), suffix(layer, true));
-        let names = self.forward.params().names();
-        names
-            .iter()
-            .map(|n| format!("{n}{f}"))
-            .chain(names.iter().map(|n| format!("{n}{r}")))
-            .collect()
+    fn for_each_param<'a>(
+        &'a self,
+        layer: usize,
+        f: &mut dyn FnMut(ParamName<'a>, &'a DMatrix<T>),
+    ) {
+        // PyTorch's order: the forward direction's, then the reverse one's (`_reverse`)
+        for (cell, reverse) in [(&self.forward, false), (&self.reverse, true)] {
+            for (name, m) in cell.params().iter() {
+                f(ParamName::new(name, layer, reverse), m);
+            }
+        }
     }
-    fn params(&self) -> Vec<&DMatrix<T>> {
-        let f = self.forward.params().iter().map(|(_, m)| m);
-        f.chain(self.reverse.params().iter().map(|(_, m)| m))
-            .collect()
-    }
-    fn params_mut(&mut self) -> Vec<&mut DMatrix<T>> {
-        let f = self.forward.params_mut().tensors_mut();
-        f.chain(self.reverse.params_mut().tensors_mut()).collect()
-    }
-    fn param_tensors(&self) -> usize {
-        self.forward.params().len() + self.reverse.params().len()
-    }
-    fn for_each_param(&self, f: &mut dyn FnMut(&DMatrix<T>)) {
-        self.forward.params().iter().for_each(|(_, m)| f(m));
-        self.reverse.params().iter().for_each(|(_, m)| f(m));
-    }
-    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut DMatrix<T>)) {
+    fn for_each_param_mut<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut DMatrix<T>)) {
         self.forward.params_mut().tensors_mut().for_each(&mut *f);
         self.reverse.params_mut().tensors_mut().for_each(f);
     }

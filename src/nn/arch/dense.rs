@@ -76,7 +76,7 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Dense<L> {
     fn name(&self) -> String {
         format!("dense {}x {}", self.layers.len(), self.layers[0].name())
     }
-    super::delegate_to_layers!();
+    list::delegate_to_layers!();
 
     fn forward_slab(
         &self,
@@ -106,7 +106,7 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Dense<L> {
         for (l, layer) in self.layers.iter().enumerate() {
             // layer l reads [x; y¹; …; y^l], writes y^{l+1} below it
             let input = Inputs::Dense(MatRef::from(&ws.features).row_block(0, width));
-            let states = &s0[list::range(&self.layers, l, |l| l.state_count())];
+            let states = list::states_of(&self.layers, l, s0);
             layer.forward_slab(input, states, &mut ws.layers[l])?;
             let o = layer.output_size();
             MatMut::from(&mut ws.features)
@@ -115,10 +115,6 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Dense<L> {
             width += o;
         }
         Ok(())
-    }
-    fn outputs<'a>(&self, ws: &'a Self::Workspace) -> MatRef<'a, T> {
-        let top = self.layers.len() - 1;
-        self.layers[top].outputs(&ws.layers[top])
     }
 
     fn backward_slab(
@@ -147,17 +143,12 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Dense<L> {
             let width = end - o;
             ensure(&mut ws.d_y, o, cols);
             MatMut::from(&mut ws.d_y).copy_from(MatRef::from(&ws.d_features).row_block(width, o));
-            let d_finals = if up.d_finals.is_empty() {
-                &[][..]
-            } else {
-                &up.d_finals[list::range(&self.layers, l, |l| l.state_count())]
-            };
             let layer_up = LayerUpstream {
                 d_outputs: Some(MatRef::from(&ws.d_y)),
-                d_finals,
+                d_finals: list::states_of(&self.layers, l, up.d_finals),
             };
             let input = Inputs::Dense(MatRef::from(&ws.features).row_block(0, width));
-            let g = &mut grads[list::range(&self.layers, l, |l| l.param_tensors())];
+            let g = list::grads_of(&self.layers, l, grads);
             self.layers[l].backward_slab(input, &mut ws.layers[l], &layer_up, g, true)?;
             MatMut::from(&mut ws.d_features)
                 .row_block(0, width)

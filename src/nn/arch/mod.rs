@@ -7,35 +7,48 @@
 //! PyTorch `nn.LSTM(num_layers=2, bidirectional=True)` is
 //! `Stacked<Bidirectional<Lstm<T>>>`, and a residual stack is `Stacked<Residual<…>>`.
 //!
-//! Parameters keep PyTorch's names with layer suffixes (`weight_ih_l1`, `bias_hh_l0_reverse`);
-//! initial and final states are listed in PyTorch's `h_n` order (layer-major, forward before
+//! A layer's parameters stay in its cells; [`SeqLayer::params`] names them all, in order, with
+//! PyTorch's names and layer suffixes (`weight_ih_l1`, `bias_hh_l0_reverse`) in a borrowed view
+//! ([`ParamsRef`]), and its gradients are a [`Params`] of the same names, order and shapes.
+//! Initial and final states are listed in PyTorch's `h_n` order (layer-major, forward before
 //! reverse).
 
 mod bidirectional;
 mod dense;
+pub(crate) mod list;
 mod residual;
 mod stacked;
+mod view;
 
 pub use bidirectional::Bidirectional;
 pub use dense::Dense;
 pub use residual::Residual;
 pub use stacked::Stacked;
+pub use view::{ParamName, ParamsMut, ParamsRef};
 
 use nalgebra::{DMatrix, RealField};
 
 use crate::error::BpttError;
 use crate::nn::cell::Cell;
 use crate::nn::engine::{self, Inputs, MatRef, Tape, Want};
-use crate::nn::import::{StateDict, suffix};
+use crate::nn::import::StateDict;
+use crate::nn::params::Params;
 use crate::nn::sequence::{self, Truncation};
 
 /// `(outputs, final states, record)`: what [`SeqLayer::forward`] returns.
 pub type ForwardResult<T, W> =
     Result<(Vec<DMatrix<T>>, Vec<DMatrix<T>>, Recorded<T, W>), BpttError>;
 
-/// `(parameter gradients in params() order, ∂L/∂x_t for every t, ∂L/∂s0 for every state)`:
-/// what [`SeqLayer::backward`] returns.
-pub type LayerGrads<T> = (Vec<DMatrix<T>>, Vec<DMatrix<T>>, Vec<DMatrix<T>>);
+/// Every gradient of a layer's pass: what [`SeqLayer::backward`] returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerGrads<T: RealField + Copy> {
+    /// `∂L/∂θ`, named, ordered and shaped as [`SeqLayer::params`].
+    pub params: Params<T>,
+    /// `∂L/∂x_t` for every t (`D × B`).
+    pub dxs: Vec<DMatrix<T>>,
+    /// `∂L/∂s0` for every initial state (`S_i × B`), in PyTorch's `h_n` order.
+    pub d_s0: Vec<DMatrix<T>>,
+}
 
 /// A forward pass of [`SeqLayer::forward`] kept for [`SeqLayer::backward`]: the packed inputs
 /// (`D × T·B`) and the layer's workspace.
@@ -76,18 +89,12 @@ pub trait SeqLayer<T: RealField + Copy>: Clone + Send + Sync {
     fn state_blocks(&self) -> Vec<&'static str>;
     /// Hidden size H of the states' row blocks.
     fn state_block_rows(&self) -> usize;
-    /// Parameter names when this is layer `layer` (PyTorch's, with `_l{layer}[_reverse]`).
-    fn param_names(&self, layer: usize) -> Vec<String>;
-    /// The parameters, in the order of [`SeqLayer::param_names`].
-    fn params(&self) -> Vec<&DMatrix<T>>;
-    /// Mutable parameters, same order.
-    fn params_mut(&mut self) -> Vec<&mut DMatrix<T>>;
-    /// Number of parameter tensors (`params().len()`, without allocating).
-    fn param_tensors(&self) -> usize;
-    /// Visit every parameter tensor in [`SeqLayer::params`] order (no allocation).
-    fn for_each_param(&self, f: &mut dyn FnMut(&DMatrix<T>));
-    /// Visit every parameter tensor mutably, same order.
-    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut DMatrix<T>));
+    /// Visit every parameter in order with its PyTorch name when this is layer `layer`
+    /// (`weight_ih_l{layer}`, …, `_reverse` for a reverse direction), allocating nothing: the
+    /// order and names of [`SeqLayer::params`], of the gradients and of the optimizer's state.
+    fn for_each_param<'a>(&'a self, layer: usize, f: &mut dyn FnMut(ParamName<'a>, &'a DMatrix<T>));
+    /// Visit every parameter mutably, same order (names and shapes must not change).
+    fn for_each_param_mut<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut DMatrix<T>));
 
     /// Forward over every step at once from the initial states `s0` (one per state, `S_i × B`).
     /// Outputs and final states stay in `ws` ([`SeqLayer::outputs`], [`SeqLayer::final_state`]).
@@ -103,9 +110,11 @@ pub trait SeqLayer<T: RealField + Copy>: Clone + Send + Sync {
     fn final_state<'a>(&self, ws: &'a Self::Workspace, i: usize) -> MatRef<'a, T>;
 
     /// Backward over the pass recorded in `ws` (by [`SeqLayer::forward_slab`] with the same `x`):
-    /// accumulates the parameter gradients into `grads` (one per parameter, [`SeqLayer::params`]
-    /// order and shapes) and leaves `∂L/∂s0` ([`SeqLayer::d_initial`]) and, with `want_dx`
-    /// (dense inputs only), `∂L/∂x` ([`SeqLayer::d_input`]) in `ws`.
+    /// accumulates the parameter gradients into `grads`, the matrices of a gradient [`Params`]
+    /// (`params().zeros_like()`, passed as [`Params::as_mut_slice`]: one per parameter, in
+    /// [`SeqLayer::params`] order and shapes, so that a wrapper hands each inner layer its
+    /// range), and leaves `∂L/∂s0` ([`SeqLayer::d_initial`]) and, with `want_dx` (dense inputs
+    /// only), `∂L/∂x` ([`SeqLayer::d_input`]) in `ws`.
     fn backward_slab(
         &self,
         x: Inputs<'_, T>,
@@ -139,10 +148,37 @@ pub trait SeqLayer<T: RealField + Copy>: Clone + Send + Sync {
         true
     }
 
+    /// The parameters, named as PyTorch names them (this layer as layer 0), in order: a view
+    /// borrowing the cells' matrices (nothing is copied).
+    #[must_use]
+    fn params(&self) -> ParamsRef<'_, T> {
+        let mut view = ParamsRef::new();
+        self.for_each_param(0, &mut |name, m| {
+            view.push(name, m);
+        });
+        view
+    }
+
+    /// The parameters, named, mutable: the view of [`SeqLayer::params`] with `&mut` matrices.
+    #[must_use]
+    fn params_mut(&mut self) -> ParamsMut<'_, T> {
+        let names = self.params().into_names();
+        let mut tensors = Vec::with_capacity(names.len());
+        self.for_each_param_mut(&mut |m| tensors.push(m));
+        ParamsMut::new(names, tensors)
+    }
+
+    /// Number of parameter matrices (`params().len()`, without allocating).
+    fn param_tensors(&self) -> usize {
+        let mut n = 0;
+        self.for_each_param(0, &mut |_, _| n += 1);
+        n
+    }
+
     /// Number of trainable scalars.
     fn parameter_count(&self) -> usize {
         let mut n = 0;
-        self.for_each_param(&mut |m| n += m.len());
+        self.for_each_param(0, &mut |_, m| n += m.len());
         n
     }
 
@@ -166,7 +202,8 @@ pub trait SeqLayer<T: RealField + Copy>: Clone + Send + Sync {
     }
 
     /// [`SeqLayer::backward_slab`] on per-step matrices: given `∂L/∂outputs` (T matrices) and
-    /// `∂L/∂final states`, `(parameter gradients in params() order, ∂L/∂xs, ∂L/∂s0)`.
+    /// `∂L/∂final states`, every gradient ([`LayerGrads`]: `∂L/∂θ` as a [`Params`] named as
+    /// [`SeqLayer::params`], `∂L/∂xs`, `∂L/∂s0`).
     fn backward(
         &self,
         rec: &Recorded<T, Self::Workspace>,
@@ -181,11 +218,7 @@ pub trait SeqLayer<T: RealField + Copy>: Clone + Send + Sync {
         let d_out = sequence::pack(d_outputs, self.output_size(), batch);
         let finals: Vec<MatRef<'_, T>> = d_finals.iter().map(MatRef::from).collect();
         let mut ws = rec.workspace.clone();
-        let mut grads: Vec<DMatrix<T>> = self
-            .params()
-            .iter()
-            .map(|m| DMatrix::zeros(m.nrows(), m.ncols()))
-            .collect();
+        let mut params = self.params().zeros_like();
         let up = LayerUpstream {
             d_outputs: Some(MatRef::from(&d_out)),
             d_finals: &finals,
@@ -194,81 +227,17 @@ pub trait SeqLayer<T: RealField + Copy>: Clone + Send + Sync {
             Inputs::Dense(MatRef::from(&rec.x)),
             &mut ws,
             &up,
-            &mut grads,
+            params.as_mut_slice(),
             true,
         )
         .expect("shapes fixed by the forward pass");
         let dxs = sequence::unpack(self.d_input(&ws), batch);
-        let ds0 = (0..self.state_count())
+        let d_s0 = (0..self.state_count())
             .map(|i| self.d_initial(&ws, i).to_owned())
             .collect();
-        (grads, dxs, ds0)
+        LayerGrads { params, dxs, d_s0 }
     }
 }
-
-/// The [`SeqLayer`] methods a depth wrapper ([`Stacked`], [`Dense`]) delegates to its list of
-/// layers `self.layers`: sizes, states, names and parameters are the layers' in order.
-macro_rules! delegate_to_layers {
-    () => {
-        fn input_size(&self) -> usize {
-            self.layers[0].input_size()
-        }
-        fn output_size(&self) -> usize {
-            self.layers.last().unwrap().output_size()
-        }
-        fn state_sizes(&self) -> Vec<usize> {
-            list::state_sizes(&self.layers)
-        }
-        fn state_labels(&self, _layer: usize) -> Vec<String> {
-            list::state_labels(&self.layers)
-        }
-        fn state_blocks(&self) -> Vec<&'static str> {
-            self.layers[0].state_blocks()
-        }
-        fn state_block_rows(&self) -> usize {
-            self.layers[0].state_block_rows()
-        }
-        fn param_names(&self, _layer: usize) -> Vec<String> {
-            list::param_names(&self.layers)
-        }
-        fn params(&self) -> Vec<&DMatrix<T>> {
-            list::params(&self.layers)
-        }
-        fn params_mut(&mut self) -> Vec<&mut DMatrix<T>> {
-            list::params_mut(&mut self.layers)
-        }
-        fn state_count(&self) -> usize {
-            list::state_count(&self.layers)
-        }
-        fn param_tensors(&self) -> usize {
-            list::param_tensors(&self.layers)
-        }
-        fn for_each_param(&self, f: &mut dyn FnMut(&DMatrix<T>)) {
-            list::for_each_param(&self.layers, f);
-        }
-        fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut DMatrix<T>)) {
-            list::for_each_param_mut(&mut self.layers, f);
-        }
-        fn final_state<'a>(&self, ws: &'a Self::Workspace, i: usize) -> MatRef<'a, T> {
-            let (l, j) = list::locate(&self.layers, i, |l| l.state_count());
-            self.layers[l].final_state(list::layer_workspace(ws, l), j)
-        }
-        fn d_initial<'a>(&self, ws: &'a Self::Workspace, i: usize) -> MatRef<'a, T> {
-            let (l, j) = list::locate(&self.layers, i, |l| l.state_count());
-            self.layers[l].d_initial(list::layer_workspace(ws, l), j)
-        }
-        fn kink_pattern(&self, ws: &Self::Workspace, out: &mut Vec<bool>) {
-            list::kink_pattern(&self.layers, list::layer_workspaces(ws), out);
-        }
-        fn conditioning(&self, ws: &Self::Workspace) -> f64 {
-            list::conditioning(&self.layers, list::layer_workspaces(ws))
-        }
-        fn causal(&self) -> bool {
-            self.layers.iter().all(|l| l.causal())
-        }
-    };
-}
-pub(crate) use delegate_to_layers;
 
 /// An error unless `got` initial states were given for a network of `expected`.
 pub(crate) fn check_state_count(got: usize, expected: usize) -> Result<(), BpttError> {
@@ -278,118 +247,6 @@ pub(crate) fn check_state_count(got: usize, expected: usize) -> Result<(), BpttE
         Err(BpttError::Invalid(format!(
             "{got} initial states given, the network has {expected}"
         )))
-    }
-}
-
-/// The plumbing shared by the depth wrappers ([`Stacked`], [`Dense`]): a list of layers whose
-/// states, names and parameters are the layers' in order, layer i named with `_l{i}`.
-pub(crate) mod list {
-    use super::SeqLayer;
-    use nalgebra::{DMatrix, RealField};
-
-    pub fn state_sizes<T: RealField + Copy, L: SeqLayer<T>>(layers: &[L]) -> Vec<usize> {
-        layers.iter().flat_map(|l| l.state_sizes()).collect()
-    }
-    pub fn state_labels<T: RealField + Copy, L: SeqLayer<T>>(layers: &[L]) -> Vec<String> {
-        layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, l)| l.state_labels(i))
-            .collect()
-    }
-    pub fn param_names<T: RealField + Copy, L: SeqLayer<T>>(layers: &[L]) -> Vec<String> {
-        layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, l)| l.param_names(i))
-            .collect()
-    }
-    pub fn params<T: RealField + Copy, L: SeqLayer<T>>(layers: &[L]) -> Vec<&DMatrix<T>> {
-        layers.iter().flat_map(|l| l.params()).collect()
-    }
-    pub fn params_mut<T: RealField + Copy, L: SeqLayer<T>>(
-        layers: &mut [L],
-    ) -> Vec<&mut DMatrix<T>> {
-        layers.iter_mut().flat_map(|l| l.params_mut()).collect()
-    }
-    pub fn state_count<T: RealField + Copy, L: SeqLayer<T>>(layers: &[L]) -> usize {
-        layers.iter().map(|l| l.state_count()).sum()
-    }
-    pub fn param_tensors<T: RealField + Copy, L: SeqLayer<T>>(layers: &[L]) -> usize {
-        layers.iter().map(|l| l.param_tensors()).sum()
-    }
-    pub fn for_each_param<T: RealField + Copy, L: SeqLayer<T>>(
-        layers: &[L],
-        f: &mut dyn FnMut(&DMatrix<T>),
-    ) {
-        for l in layers {
-            l.for_each_param(f);
-        }
-    }
-    pub fn for_each_param_mut<T: RealField + Copy, L: SeqLayer<T>>(
-        layers: &mut [L],
-        f: &mut dyn FnMut(&mut DMatrix<T>),
-    ) {
-        for l in layers {
-            l.for_each_param_mut(f);
-        }
-    }
-    /// The per-layer workspaces of a depth wrapper's workspace.
-    pub fn layer_workspaces<W: LayerWorkspaces>(ws: &W) -> &[W::Layer] {
-        ws.layers()
-    }
-    /// Layer `l`'s workspace.
-    pub fn layer_workspace<W: LayerWorkspaces>(ws: &W, l: usize) -> &W::Layer {
-        &ws.layers()[l]
-    }
-    /// A depth wrapper's workspace: one workspace per layer (and maybe more).
-    pub trait LayerWorkspaces {
-        type Layer;
-        fn layers(&self) -> &[Self::Layer];
-    }
-    impl<W> LayerWorkspaces for Vec<W> {
-        type Layer = W;
-        fn layers(&self) -> &[W] {
-            self
-        }
-    }
-    /// Which layer holds entry `i` of the end-to-end list counted by `count`, and its index
-    /// within that layer.
-    pub fn locate<L>(layers: &[L], i: usize, count: impl Fn(&L) -> usize) -> (usize, usize) {
-        let mut start = 0;
-        for (l, layer) in layers.iter().enumerate() {
-            let n = count(layer);
-            if i < start + n {
-                return (l, i - start);
-            }
-            start += n;
-        }
-        panic!("index {i} beyond the {start} entries of the layers");
-    }
-    /// Layer `l`'s range in a list of every layer's states (or parameter tensors) laid end to
-    /// end, counted by `count` (no allocation).
-    pub fn range<L>(layers: &[L], l: usize, count: impl Fn(&L) -> usize) -> std::ops::Range<usize> {
-        let start: usize = layers[..l].iter().map(&count).sum();
-        start..start + count(&layers[l])
-    }
-    pub fn conditioning<T: RealField + Copy, L: SeqLayer<T>>(
-        layers: &[L],
-        caches: &[L::Workspace],
-    ) -> f64 {
-        layers
-            .iter()
-            .zip(caches)
-            .map(|(l, c)| l.conditioning(c))
-            .fold(1.0, f64::max)
-    }
-    pub fn kink_pattern<T: RealField + Copy, L: SeqLayer<T>>(
-        layers: &[L],
-        caches: &[L::Workspace],
-        out: &mut Vec<bool>,
-    ) {
-        for (l, c) in layers.iter().zip(caches) {
-            l.kink_pattern(c, out);
-        }
     }
 }
 
@@ -641,28 +498,16 @@ impl<T: RealField + Copy, C: Cell<T>> SeqLayer<T> for Unidirectional<C> {
     fn state_block_rows(&self) -> usize {
         self.cell.hidden_size()
     }
-    fn param_names(&self, layer: usize) -> Vec<String> {
-        let sfx = suffix(layer, false);
-        self.cell
-            .params()
-            .names()
-            .iter()
-            .map(|n| format!("{n}{sfx}"))
-            .collect()
+    fn for_each_param<'a>(
+        &'a self,
+        layer: usize,
+        f: &mut dyn FnMut(ParamName<'a>, &'a DMatrix<T>),
+    ) {
+        for (name, m) in self.cell.params().iter() {
+            f(ParamName::new(name, layer, false), m);
+        }
     }
-    fn params(&self) -> Vec<&DMatrix<T>> {
-        self.cell.params().iter().map(|(_, m)| m).collect()
-    }
-    fn params_mut(&mut self) -> Vec<&mut DMatrix<T>> {
-        self.cell.params_mut().tensors_mut().collect()
-    }
-    fn param_tensors(&self) -> usize {
-        self.cell.params().len()
-    }
-    fn for_each_param(&self, f: &mut dyn FnMut(&DMatrix<T>)) {
-        self.cell.params().iter().for_each(|(_, m)| f(m));
-    }
-    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut DMatrix<T>)) {
+    fn for_each_param_mut<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut DMatrix<T>)) {
         self.cell.params_mut().tensors_mut().for_each(f);
     }
 

@@ -5,7 +5,7 @@
 
 use nalgebra::{DMatrix, RealField};
 
-use super::{LayerUpstream, SeqLayer};
+use super::{LayerUpstream, ParamName, SeqLayer};
 use crate::error::BpttError;
 use crate::nn::engine::{Inputs, MatMut, MatRef, Op, ensure, gemm};
 use crate::rng::{Rng, uniform_matrix};
@@ -74,33 +74,18 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Residual<T, L> {
     fn state_block_rows(&self) -> usize {
         self.inner.state_block_rows()
     }
-    fn param_names(&self, layer: usize) -> Vec<String> {
-        let mut names = self.inner.param_names(layer);
-        if self.projection.is_some() {
-            names.push(format!("skip_proj_l{layer}"));
-        }
-        names
-    }
-    fn params(&self) -> Vec<&DMatrix<T>> {
-        let mut p = self.inner.params();
-        p.extend(self.projection.as_ref());
-        p
-    }
-    fn params_mut(&mut self) -> Vec<&mut DMatrix<T>> {
-        let mut p = self.inner.params_mut();
-        p.extend(self.projection.as_mut());
-        p
-    }
-    fn param_tensors(&self) -> usize {
-        self.inner.param_tensors() + usize::from(self.projection.is_some())
-    }
-    fn for_each_param(&self, f: &mut dyn FnMut(&DMatrix<T>)) {
-        self.inner.for_each_param(f);
+    fn for_each_param<'a>(
+        &'a self,
+        layer: usize,
+        f: &mut dyn FnMut(ParamName<'a>, &'a DMatrix<T>),
+    ) {
+        // the inner layer's, then `skip_proj_l{layer}`
+        self.inner.for_each_param(layer, f);
         if let Some(p) = &self.projection {
-            f(p);
+            f(ParamName::new("skip_proj", layer, false), p);
         }
     }
-    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut DMatrix<T>)) {
+    fn for_each_param_mut<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut DMatrix<T>)) {
         self.inner.for_each_param_mut(f);
         if let Some(p) = &mut self.projection {
             f(p);

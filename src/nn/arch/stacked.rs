@@ -86,7 +86,7 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Stacked<L> {
     fn name(&self) -> String {
         format!("{}x {}", self.layers.len(), self.layers[0].name())
     }
-    super::delegate_to_layers!();
+    list::delegate_to_layers!();
 
     fn forward_slab(
         &self,
@@ -103,14 +103,10 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Stacked<L> {
                 None => x,
                 Some(w) => Inputs::Dense(self.layers[l - 1].outputs(w)),
             };
-            let states = &s0[list::range(&self.layers, l, |l| l.state_count())];
+            let states = list::states_of(&self.layers, l, s0);
             layer.forward_slab(input, states, &mut here[0])?;
         }
         Ok(())
-    }
-    fn outputs<'a>(&self, ws: &'a Self::Workspace) -> MatRef<'a, T> {
-        let top = self.layers.len() - 1;
-        self.layers[top].outputs(&ws[top])
     }
 
     fn backward_slab(
@@ -130,20 +126,15 @@ impl<T: RealField + Copy, L: SeqLayer<T>> SeqLayer<T> for Stacked<L> {
                 None => up.d_outputs,
                 Some(w) => Some(self.layers[l + 1].d_input(w)),
             };
-            let d_finals = if up.d_finals.is_empty() {
-                &[][..]
-            } else {
-                &up.d_finals[list::range(&self.layers, l, |l| l.state_count())]
-            };
             let input = match below.last() {
                 None => x,
                 Some(w) => Inputs::Dense(self.layers[l - 1].outputs(w)),
             };
             let layer_up = LayerUpstream {
                 d_outputs,
-                d_finals,
+                d_finals: list::states_of(&self.layers, l, up.d_finals),
             };
-            let g = &mut grads[list::range(&self.layers, l, |l| l.param_tensors())];
+            let g = list::grads_of(&self.layers, l, grads);
             self.layers[l].backward_slab(input, &mut here[0], &layer_up, g, l > 0 || want_dx)?;
         }
         Ok(())

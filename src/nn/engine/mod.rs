@@ -342,7 +342,7 @@ pub fn forward<T: RealField + Copy, C: Cell<T>>(
             got: (s0.rows(), s0.cols()),
         });
     }
-    if x.size() != cell.input_size() || x.columns() % batch != 0 {
+    if x.size() != cell.input_size() || !x.columns().is_multiple_of(batch) {
         return Err(BpttError::Invalid(format!(
             "inputs: expected {} rows and a multiple of the batch {batch} columns, got {}x{}",
             cell.input_size(),
