@@ -8,11 +8,11 @@
 //!   (Pascanu et al.'s "smart tanh" recurrent matrix: 15 per row).
 //!
 //! The spectral radius comes from faer's Hessenberg reduction and our eigenvalues-only Francis
-//! double-shift QR ([`crate::numerics::hqr`]) — 2.3 ms for n = 128 here, against 3.6 ms for faer's full
-//! eigenvalue solver, 6.5 ms for nalgebra's Schur and 4.2 ms for LAPACK through numpy — which
-//! reports non-convergence instead of looping (nalgebra's `complex_eigenvalues` can loop
-//! forever, nalgebra#611). σ_max comes from
-//! Lanczos on `WᵀW` with full reorthogonalisation (~0.1 ms instead of 1.2 ms for a full SVD).
+//! double-shift QR ([`crate::numerics::hqr`]) — faster at n = 128 than faer's full eigenvalue
+//! solver, nalgebra's Schur and LAPACK through numpy (measured in `experiments/README.md`,
+//! "Performance") — which reports non-convergence instead of looping (nalgebra's
+//! `complex_eigenvalues` can loop forever, nalgebra#611). σ_max comes from Lanczos on `WᵀW`
+//! with full reorthogonalisation (a fraction of a full SVD's time, same section).
 
 use std::fmt;
 use std::str::FromStr;
@@ -124,9 +124,10 @@ pub fn haar_orthogonal(n: usize, rng: &mut Rng) -> DMatrix<f64> {
 /// Scratch space of the eigenvalue solver, reused across matrices of one size (one per worker
 /// thread): no allocation, hence no page faults, per matrix.
 ///
-/// The solver: faer's Householder reduction to upper Hessenberg form (0.5 ms for n = 128), then
-/// [`crate::numerics::hqr`]'s eigenvalues-only Francis double-shift QR (1.8 ms; faer's own QR phase takes
-/// 3.1 ms). Iteration-capped: `Err(NoConvergence)` instead of a hang.
+/// The solver: faer's Householder reduction to upper Hessenberg form, then
+/// [`crate::numerics::hqr`]'s eigenvalues-only Francis double-shift QR (timings against faer's
+/// own QR phase: `experiments/README.md`, "Performance"). Iteration-capped:
+/// `Err(NoConvergence)` instead of a hang.
 pub struct EigenWorkspace {
     n: usize,
     buf: MemBuffer,
@@ -204,7 +205,7 @@ impl EigenWorkspace {
 /// All eigenvalues `(re, im)` of a square matrix by faer's complete real eigenvalue solver
 /// (Hessenberg reduction, multishift QR with aggressive early deflation): an implementation
 /// sharing no code with [`crate::numerics::hqr`], kept as the tests' oracle and the benchmark's
-/// comparison (3.6 ms for n = 128 against 2.3 ms for [`EigenWorkspace`]).
+/// comparison (`benches/sweep_kernel.rs`; numbers in `experiments/README.md`).
 pub fn reference_eigenvalues(m: &DMatrix<f64>) -> Result<Vec<(f64, f64)>, NoConvergence> {
     let n = m.nrows();
     assert_eq!(m.ncols(), n, "eigenvalues: matrix is not square");
