@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Regenerate every experiment output and execute every notebook in place (with outputs).
-# The default spectral sweep takes about a minute on 2 cores, the pathological runs ~22 minutes.
+# How long each step takes: experiments/README.md, "How long things take".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || scripts/setup-notebooks.sh
 cargo build --release --bins
 target/release/spectral-sweep --out results/spectral-sweep
 target/release/bifurcation --out results/bifurcation
-target/release/pathological --out results/pathological                      # ~15 min
+target/release/pathological --out results/pathological
 target/release/pathological --lengths 10,20,30,40 --out results/pathological-short
 target/release/pathological --generalize --out results/pathological-generalization
 BPTT_RESULTS="$PWD/results" .venv/bin/python scripts/run_notebooks.py --inplace notebooks/*.ipynb
