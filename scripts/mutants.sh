@@ -33,4 +33,5 @@ cargo mutants --no-shuffle --timeout 600 --profile mutants --output "${MUTANTS_O
   "$@" \
   -- --lib --test cells --test architectures --test gradcheck_api --test clipping \
      --test truncation --test jacobians --test gated --test pytorch_parity --test oracle \
-     --test training --test trainer --test tokens --test engine_errors
+     --test trainer --test omega --test tasks --test pathological_runs --test import \
+     --test tokens --test engine_errors

@@ -1,6 +1,7 @@
 //! Every architecture wrapper through the gradient checker and the structural properties:
 //! depth 1..=3 with per-layer hidden sizes, both directions, plain / residual / dense
-//! connections, every cell type.
+//! connections, every cell type; and the wrappers' shape errors (widths that do not chain,
+//! bidirectional directions of different hidden sizes).
 
 mod harness;
 
@@ -412,4 +413,24 @@ fn network_parameters_are_views_of_the_cells() {
     params.get_mut("bias_ih_l0_reverse").unwrap().fill(7.0);
     assert!(m.net.layers[0].reverse.bias_ih().iter().all(|&b| b == 7.0));
     assert!(m.net.layers[0].forward.bias_ih().iter().all(|&b| b != 7.0));
+}
+
+/// A bidirectional layer whose directions differ in hidden size is rejected (as PyTorch allows
+/// only one size): an error, not a panic in the backward pass's row split.
+#[test]
+fn bidirectional_rejects_unequal_hidden_sizes() {
+    use bptt::nn::arch::{Bidirectional, SeqLayer};
+    let mut rng = bptt::rng::stream(5, &[]);
+    let f = bptt::nn::cells::lstm::Lstm::<f64>::pytorch_init(3, 4, (), &mut rng);
+    let r = bptt::nn::cells::lstm::Lstm::<f64>::pytorch_init(3, 5, (), &mut rng);
+    let layer = Bidirectional::new(f, r);
+    let xs = vec![nalgebra::DMatrix::zeros(3, 2); 3];
+    let s0 = vec![
+        nalgebra::DMatrix::zeros(8, 2),
+        nalgebra::DMatrix::zeros(10, 2),
+    ];
+    let err = layer
+        .forward(&xs, &s0)
+        .expect_err("unequal sizes must be an error");
+    assert!(err.to_string().contains("different hidden sizes"), "{err}");
 }

@@ -1,24 +1,13 @@
-//! Gated cells: parameter counts, import errors, and the LSTM's cell-state gradient.
-
-use std::path::Path;
+//! Gated cells: parameter counts (vanilla < GRU < LSTM, PyTorch's formula) and the LSTM's
+//! cell-state gradient.
 
 use bptt::nn::activation::Activation;
 use bptt::nn::cell::{Cell, CellFamily};
 use bptt::nn::cells::gru::{Gru, GruVariant};
 use bptt::nn::cells::lstm::Lstm;
 use bptt::nn::cells::vanilla::VanillaRnn;
-use bptt::nn::import::StateDict;
 use bptt::nn::sequence::{self, Truncation, Upstream};
 use bptt::rng::{stream, uniform_matrix};
-
-fn fixture(name: &str) -> StateDict {
-    StateDict::load(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/pytorch")
-            .join(name),
-    )
-    .unwrap()
-}
 
 #[test]
 fn gru_has_fewer_parameters_than_lstm() {
@@ -33,25 +22,6 @@ fn gru_has_fewer_parameters_than_lstm() {
         );
         assert!(rnn < gru && gru < lstm);
     }
-}
-
-#[test]
-fn importing_the_wrong_cell_kind_or_layer_is_a_clear_error() {
-    let lstm = fixture("lstm_l1.safetensors");
-    let e = Gru::<f64>::from_state_dict(&lstm, 0, false, GruVariant::ResetAfter)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("do not describe a GRU"), "{e}");
-    let e = Lstm::<f64>::from_state_dict(&lstm, 1, false, ())
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("missing tensor 'weight_hh_l1'"), "{e}");
-    let e = Lstm::<f64>::from_state_dict(&lstm, 0, true, ())
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("missing tensor 'weight_hh_l0_reverse'"), "{e}");
-    let cell = Lstm::<f64>::from_state_dict(&lstm, 0, false, ()).unwrap();
-    assert_eq!((cell.input_size(), cell.hidden_size()), (3, 4));
 }
 
 #[test]
@@ -88,24 +58,4 @@ fn lstm_reports_the_cell_state_gradient_at_every_step() {
         epsilon = 1e-15,
         max_relative = 1e-14
     );
-}
-
-/// A bidirectional layer whose directions differ in hidden size is rejected (as PyTorch allows
-/// only one size): an error, not a panic in the backward pass's row split.
-#[test]
-fn bidirectional_rejects_unequal_hidden_sizes() {
-    use bptt::nn::arch::{Bidirectional, SeqLayer};
-    let mut rng = bptt::rng::stream(5, &[]);
-    let f = bptt::nn::cells::lstm::Lstm::<f64>::pytorch_init(3, 4, (), &mut rng);
-    let r = bptt::nn::cells::lstm::Lstm::<f64>::pytorch_init(3, 5, (), &mut rng);
-    let layer = Bidirectional::new(f, r);
-    let xs = vec![nalgebra::DMatrix::zeros(3, 2); 3];
-    let s0 = vec![
-        nalgebra::DMatrix::zeros(8, 2),
-        nalgebra::DMatrix::zeros(10, 2),
-    ];
-    let err = layer
-        .forward(&xs, &s0)
-        .expect_err("unequal sizes must be an error");
-    assert!(err.to_string().contains("different hidden sizes"), "{err}");
 }

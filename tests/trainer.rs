@@ -4,21 +4,37 @@
 //! every wrapper, both readout placements, every loss, SGD with momentum and Adam, token and
 //! dense inputs, the carried state of truncated BPTT over a stream: parameters equal to 1e-12
 //! in f64. Then f32 against f64, schedules, the safety net and bad input.
+//!
+//! And the §4.1 vanilla RNN (`experiment::pathological`'s models, `tests/paper_setup/`): the
+//! trainer's loss, gradients and every ‖δ_k‖² Ω reads equal the generic, finite-difference-proven
+//! `Model::loss_and_grads` for every task and initialisation (and ReLU and linear cells); SGD-CR
+//! adds α∇Ω before clipping; clipping bounds the step; the safety net's trigger and its
+//! shrinking of W_hh.
+
+mod paper_setup;
 
 use approx::relative_eq;
+use bptt::experiment::pathological::{ALL_INITS, Algorithm, Hyper, Init, RnnModel};
+use bptt::experiment::tasks::{ALL_TASKS, Task};
 use bptt::nn::activation::Activation;
 use bptt::nn::arch::{Bidirectional, Dense, Residual, SeqLayer, Stacked, Unidirectional};
-use bptt::nn::cell::CellFamily;
+use bptt::nn::cell::{Cell, CellFamily};
 use bptt::nn::cells::gru::{Gru, GruVariant};
 use bptt::nn::cells::lstm::Lstm;
 use bptt::nn::cells::vanilla::VanillaRnn;
 use bptt::nn::engine::{Inputs, MatRef};
 use bptt::nn::model::NetworkModel;
+use bptt::nn::params::Params;
 use bptt::nn::readout::Readout;
+use bptt::nn::sequence::Truncation;
 use bptt::rng::{Rng, stream, uniform_matrix};
+use bptt::train::omega;
 use bptt::train::optim::Optimizer;
-use bptt::train::trainer::{Batch, Config, Loss, ReadoutAt, Schedule, Targets, Trainer};
+use bptt::train::trainer::{
+    Batch, Config, Loss, ReadoutAt, Schedule, Targets, Trainer, safety_net_triggered,
+};
 use nalgebra::DMatrix;
+use paper_setup::{generic, model, objective, trainer};
 use rand::RngExt;
 
 const VOCAB: usize = 5;
@@ -780,4 +796,202 @@ fn reset_state_starts_the_next_batch_from_zero() {
     tr.loss(&a, &b1).unwrap();
     tr.reset_state();
     assert_eq!(tr.loss(&a, &b2).unwrap(), from_zero);
+}
+
+// The §4.1 vanilla RNN (`experiment::pathological`'s models, `tests/paper_setup/`): the
+// trainer's gradients ("the kernel") against the generic, finite-difference-proven
+// `Model::loss_and_grads`; the SGD-CR, clipping and safety-net update rule.
+
+/// Every entry within 1e-12 relative, or 1e-12 of the tensor's largest entry (matrix by
+/// matrix in order: the trainer names a network's, `weight_hh_l0`, the generic BPTT a cell's).
+fn assert_params_close(what: &str, got: &Params<f64>, want: &Params<f64>, scale: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: tensors");
+    for ((_, g), (name, w)) in got.iter().zip(want.iter()) {
+        let floor = 1e-12 * w.amax().max(f64::MIN_POSITIVE);
+        for (a, b) in g.iter().zip(w.iter()) {
+            let a = a * scale;
+            assert!(
+                relative_eq!(a, *b, epsilon = floor, max_relative = 1e-12),
+                "{what}.{name}: kernel {a:e} vs generic {b:e}"
+            );
+        }
+    }
+}
+
+fn check_kernel(task: Task, init: Init, hidden: usize, batch: usize, length: usize, seed: u64) {
+    check_kernel_on(model(task, init, hidden, seed), task, batch, length, seed);
+}
+
+fn check_kernel_on(m: RnnModel, task: Task, batch: usize, length: usize, seed: u64) {
+    let (init, hidden) = (m.net.cell.activation().name(), m.net.cell.hidden_size());
+    let b = task
+        .generate(&mut stream(seed, &[3]), batch, length)
+        .unwrap();
+    let mut ws = trainer(&m, task);
+    let loss = ws.loss_and_grads(&m, &b.for_trainer()).unwrap();
+    let (obj, scale) = objective(&b);
+    let h0 = DMatrix::zeros(hidden, batch);
+    let (want, g) = generic(&m)
+        .loss_and_grads(&b.xs(), &h0, &obj, Truncation::Full)
+        .unwrap();
+    let (cell_grads, readout_grads) = ws.grads();
+    let what = format!("{task}/{init}");
+    assert!(
+        relative_eq!(loss * scale, want, epsilon = 1e-14, max_relative = 1e-12),
+        "{what}: loss {loss} × {scale} vs {want}"
+    );
+    assert_params_close(&format!("{what} cell"), cell_grads, &g.cell, scale);
+    assert_params_close(&format!("{what} readout"), readout_grads, &g.readout, scale);
+    // Ω's frozen inputs are the generic BPTT's ∂L/∂h_k
+    let (_, delta_sq) = ws.omega_inputs(&m.net).unwrap();
+    for k in 1..=b.steps {
+        for j in 0..batch {
+            let want = g.d_states[k].column(j).norm_squared() / (scale * scale);
+            let got = delta_sq[(k - 1) * batch + j];
+            assert!(
+                relative_eq!(got, want, epsilon = 1e-300, max_relative = 1e-11),
+                "{what}: ‖δ_{k}‖² {got:e} vs {want:e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn kernel_gradients_equal_the_generic_bptt_for_every_task_and_init() {
+    for (i, task) in ALL_TASKS.into_iter().enumerate() {
+        for (j, init) in ALL_INITS.into_iter().enumerate() {
+            let length = if task == Task::Memorization { 4 } else { 12 };
+            check_kernel(task, init, 7, 3, length, (10 * i + j) as u64);
+        }
+    }
+}
+
+#[test]
+fn kernel_gradients_equal_the_generic_bptt_in_the_papers_setting() {
+    // 50 units, batch 20, T = 200: the benchmarked update, at the smart-tanh initialisation
+    // (ρ = 0.95; with weights in a chaotic regime the two paths' last-ulp differences —
+    // summation order, the vectorised tanh — grow like the largest Lyapunov exponent over
+    // 200 steps and no fixed relative tolerance would be meaningful)
+    let m = Init::SmartTanh
+        .build(Task::TemporalOrder, 50, &mut stream(99, &[1]))
+        .unwrap();
+    check_kernel_on(m, Task::TemporalOrder, 20, 200, 99);
+}
+
+#[test]
+fn kernel_gradients_equal_the_generic_bptt_for_relu_and_linear_cells() {
+    // the kernel serves any vanilla cell, not only the §4.1 initialisations: ReLU's derivative
+    // reads the pre-activations, which tanh and sigmoid do not
+    for (i, act) in [
+        bptt::nn::activation::Activation::Relu,
+        bptt::nn::activation::Activation::Identity,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for (j, task) in [Task::TemporalOrder, Task::Addition, Task::Memorization]
+            .into_iter()
+            .enumerate()
+        {
+            let seed = 60 + (3 * i + j) as u64;
+            let mut rng = stream(seed, &[]);
+            let (d, o) = (task.input_size(), task.output_size());
+            let cell = bptt::nn::cells::vanilla::VanillaRnn::uniform(d, 6, act, 0.5, &mut rng);
+            let readout = bptt::nn::readout::Readout::uniform(6, o, 0.5, &mut rng);
+            let m = bptt::nn::model::NetworkModel::new(
+                bptt::nn::arch::Unidirectional::new(cell),
+                readout,
+            )
+            .unwrap();
+            let length = if task == Task::Memorization { 3 } else { 11 };
+            check_kernel_on(m, task, 3, length, seed);
+        }
+    }
+}
+
+#[test]
+fn sgd_cr_adds_alpha_times_the_omega_gradient_before_clipping() {
+    let task = Task::TemporalOrder;
+    let m0 = model(task, Init::SmartTanh, 6, 21);
+    let b = task.generate(&mut stream(21, &[0]), 5, 12).unwrap();
+    let h = Hyper {
+        alpha: 0.7,
+        clip: 1e6,
+        ..Hyper::default()
+    };
+    let mut ws = Trainer::new(&m0, Algorithm::SgdCR.config(task, &h)).unwrap();
+    // expected: θ − lr (∇L + α ∇Ω) with the trainer's own gradients
+    ws.loss_and_grads(&m0, &b.for_trainer()).unwrap();
+    let mut g_hh = ws.grads().0[1].clone();
+    let (u, d2) = ws.omega_inputs(&m0.net).unwrap();
+    let mut expected = m0.net.cell.weight_hh().clone();
+    omega::penalty(
+        m0.net.cell.weight_hh(),
+        u,
+        d2,
+        h.omega_bound,
+        Some((&mut g_hh, 0.7)),
+    )
+    .unwrap();
+    expected -= g_hh * 0.01;
+
+    let mut m = m0.clone();
+    let rec = ws.update(&mut m, &b.for_trainer()).unwrap();
+    assert!(!rec.clipped && rec.omega > 0.0);
+    for (a, e) in m.net.cell.weight_hh().iter().zip(expected.iter()) {
+        assert!(relative_eq!(*a, *e, epsilon = 1e-15, max_relative = 1e-13));
+    }
+}
+
+#[test]
+fn clipping_bounds_the_step_and_the_safety_net_shrinks_w_hh() {
+    let task = Task::Addition;
+    let mut m = model(task, Init::BasicTanh, 5, 8);
+    let b = task.generate(&mut stream(8, &[0]), 4, 20).unwrap();
+    let h = Hyper {
+        optimizer: Optimizer::sgd(0.5),
+        ..Hyper::default()
+    };
+    let mut ws = Trainer::new(&m, Algorithm::SgdC.config(task, &h)).unwrap();
+    // a readout scaled by 1e3: 1 ≪ ‖g‖ < 1e10, clipped to 1 — the step has length lr·1
+    m.readout.params_mut()[0] *= 1e3;
+    let before: Vec<Params<f64>> = vec![m.net.cell.params().clone(), m.readout.params().clone()];
+    let rec = ws.update(&mut m, &b.for_trainer()).unwrap();
+    assert!(rec.clipped && !rec.safety && rec.grad_norm > 1e3);
+    // SGD-C neither uses nor measures Ω
+    assert_eq!(rec.omega, 0.0);
+    let mut step = before[0].clone();
+    step.axpy(-1.0, m.net.cell.params());
+    let mut step_r = before[1].clone();
+    step_r.axpy(-1.0, m.readout.params());
+    let norm = bptt::train::clip::global_norm(&[&step, &step_r]);
+    assert!(
+        relative_eq!(norm, 0.5, epsilon = 1e-12, max_relative = 1e-9),
+        "{norm}"
+    );
+
+    // a readout scaled by 1e11: ‖g‖ > 1e10, the safety net: W_hh ← (1 − lr·0.02) W_hh, rest untouched
+    m.readout.params_mut()[0] *= 1e8;
+    let before = (m.net.cell.params().clone(), m.readout.params().clone());
+    let rec = ws.update(&mut m, &b.for_trainer()).unwrap();
+    assert!(rec.safety && rec.grad_norm > 1e10);
+    let want = before.0[1].clone() * (1.0 - 0.5 * 0.02);
+    for (a, b) in m.net.cell.params()[1].iter().zip(want.iter()) {
+        assert!(relative_eq!(
+            *a,
+            *b,
+            epsilon = 1e-16,
+            max_relative = 4.0 * f64::EPSILON
+        ));
+    }
+    assert_eq!(m.net.cell.params()[0], before.0[0]);
+    assert_eq!(m.readout.params(), &before.1);
+}
+
+#[test]
+fn the_safety_net_triggers_above_1e10_and_on_non_finite_norms() {
+    assert!(!safety_net_triggered(1e10));
+    assert!(safety_net_triggered(1e10f64.next_up()));
+    assert!(safety_net_triggered(f64::INFINITY) && safety_net_triggered(f64::NAN));
+    assert!(!safety_net_triggered(0.0) && !safety_net_triggered(3.0));
 }
