@@ -22,7 +22,7 @@ use rayon::prelude::*;
 #[derive(serde::Serialize, Default)]
 struct LongRow<'a> {
     cell: &'a str,
-    ensemble: String,
+    ensemble: &'a str,
     rho: f64,
     matrix: usize,
     k: usize,
@@ -320,7 +320,7 @@ fn chunk_rows(
                 0,
                 &LongRow {
                     cell: cell.name(),
-                    ensemble: ensemble.clone(),
+                    ensemble: &ensemble,
                     rho,
                     matrix: m,
                     k,

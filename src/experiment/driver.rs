@@ -825,7 +825,7 @@ fn run<E: Experiment>(
         plan,
         shard,
         [mine.start, mine.end, chunks],
-        &tables,
+        tables.iter().map(|t| t.file.clone()).collect(),
         invocations,
         Vec::new(),
         summary.results,
@@ -852,7 +852,7 @@ fn sidecar(
     plan: Value,
     shard: Shard,
     [start, end, chunks]: [usize; 3],
-    tables: &[Table],
+    outputs: Vec<String>,
     invocations: Vec<Invocation>,
     merged_from: Vec<PathBuf>,
     results: Value,
@@ -873,7 +873,7 @@ fn sidecar(
         start_time: invocations[0].start_time.clone(),
         end_time: last.end_time.unwrap_or_default(),
         wall_seconds: invocations.iter().filter_map(|i| i.wall_seconds).sum(),
-        outputs: tables.iter().map(|t| t.file.clone()).collect(),
+        outputs,
         merged_from,
         invocations,
         results,
@@ -973,20 +973,11 @@ fn merge<E: Experiment>(dirs: &[PathBuf], out: &Path, invoked: &Invoked) -> Resu
             }
         }
     }
-    let tables: Vec<Table> = first
-        .outputs
-        .iter()
-        .map(|f| Table {
-            file: f.clone(),
-            header: String::new(),
-        })
-        .collect();
-    let mut merged_tables = Vec::new();
-    for table in &tables {
+    for file in &first.outputs {
         let mut header: Option<String> = None;
         let mut bodies = Vec::new();
         for d in dirs {
-            let path = d.join(&table.file);
+            let path = d.join(file);
             let text = fs::read(&path).map_err(io(&path))?;
             let split = text
                 .iter()
@@ -1007,11 +998,7 @@ fn merge<E: Experiment>(dirs: &[PathBuf], out: &Path, invoked: &Invoked) -> Resu
             bodies.push(body.to_vec());
         }
         let header = header.unwrap_or_default();
-        assemble(&out.join(&table.file), &header, bodies.into_iter().map(Ok))?;
-        merged_tables.push(Table {
-            file: table.file.clone(),
-            header,
-        });
+        assemble(&out.join(file), &header, bodies.into_iter().map(Ok))?;
     }
     // other output directories (models): the union of the shards', names never repeated
     let mut copied = std::collections::BTreeSet::new();
@@ -1046,7 +1033,7 @@ fn merge<E: Experiment>(dirs: &[PathBuf], out: &Path, invoked: &Invoked) -> Resu
         plan,
         Shard::WHOLE,
         [0, chunks, chunks],
-        &merged_tables,
+        first.outputs.clone(),
         invocations,
         dirs.to_vec(),
         summary.results,
