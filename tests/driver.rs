@@ -1,7 +1,8 @@
 //! The experiment driver (`bptt::experiment::driver`) as a user meets it through the binaries:
 //! one sidecar with the same keys everywhere, the default `--out`, the lock on `--out`, a fresh
-//! run replacing a finished one, `--resume` of a finished run as a no-op, `--merge` accepting
-//! only a complete, ordered set of shards of one plan, and exit status 1 for I/O failures.
+//! run replacing a finished one, parallel chunks handed out in plan order, `--resume` of a
+//! finished run as a no-op, `--merge` accepting only a complete, ordered set of shards of one
+//! plan, and exit status 1 for I/O failures.
 
 mod cli;
 
@@ -200,6 +201,53 @@ fn a_fresh_run_replaces_a_finished_one_even_when_killed() {
         );
     }
     assert!(dir.join("chunks/manifest.json").exists());
+}
+
+#[test]
+fn parallel_chunks_are_handed_out_in_plan_order() {
+    // 400 short runs on 2 threads, killed after a few: workers take the next chunk of the plan
+    // as they come free, so the finished chunks are a prefix of the plan except for the one
+    // other worker's chunk in flight (splitting the plan into halves would have the second
+    // worker start at chunk 200)
+    let dir = cli::temp_dir("driver", "order");
+    let args: Vec<String> = [
+        "--out",
+        dir.to_str().unwrap(),
+        "--lengths",
+        "20",
+        "--seeds",
+        "400",
+        "--inits",
+        "smart-tanh",
+        "--algorithms",
+        "sgd",
+        "--updates",
+        "300",
+        "--eval-every",
+        "100",
+        "--eval-sequences",
+        "20",
+        "--hidden",
+        "12",
+        "--threads",
+        "2",
+        "--quiet",
+    ]
+    .map(String::from)
+    .to_vec();
+    cli::kill_after_chunks(PATHOLOGICAL, &args, &dir, 6, 60, "pathological.json");
+    let done: Vec<usize> = std::fs::read_dir(dir.join("chunks"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".done").map(|i| i.parse().unwrap())
+        })
+        .collect();
+    let last = *done.iter().max().unwrap();
+    assert!(
+        done.len() >= 6 && last <= done.len(),
+        "finished chunks {done:?} are not a prefix of the plan (up to one in flight)"
+    );
 }
 
 #[test]

@@ -20,7 +20,10 @@
 //!   on a finished one, and the sidecar lists every invocation that worked on the output;
 //! - **`--merge`** accepts only the complete set of shards `1/N … N/N` of one plan, in order;
 //! - **determinism**: chunks are assembled in plan order, so the tables are byte-identical for
-//!   any thread count, shard split (merged) or resume.
+//!   any thread count, shard split (merged) or resume;
+//! - **plan order**: parallel chunks are handed out in plan order as workers come free, so an
+//!   interrupted run has finished a prefix of its plan (up to the chunks in flight) — a binary
+//!   whose plan lists the most important work first gets it done first.
 
 use std::fs;
 use std::io::Write;
@@ -803,7 +806,10 @@ fn run<E: Experiment>(
         store.write(i, &rows.into_parts())
     };
     if experiment.parallel_chunks() {
-        todo.par_iter().try_for_each(|&i| compute(i))?;
+        // handed out in plan order as workers come free (not split into halves), so an
+        // interrupted run has finished a prefix of its plan (up to the chunks in flight): a
+        // plan listed most-important-first gets its important chunks done first
+        todo.iter().par_bridge().try_for_each(|&i| compute(i))?;
     } else {
         todo.iter().try_for_each(|&i| compute(i))?;
     }
