@@ -2,7 +2,8 @@
 # Fig. 7 at a tenth of the paper's budget: the long temporal-order grid of
 # notebooks/03_pathological_tasks.ipynb — smart tanh × T ∈ {200, 150, 100, 50} × 5 seeds, 500,000
 # updates per run (100× the default grid's 5000; the paper: up to 5,000,000), f32 updates, one
-# output per algorithm, in this order: results/pathological-long/sgd-cr/ (the headline), then
+# output per algorithm, in this order (after the pilot, results/pathological-pilot/: four runs up
+# to 1,000,000 updates): results/pathological-long/sgd-cr/ (the headline), then
 # the paper's generalisation run (…/generalization/), then …/sgd-c/ and …/sgd/. A run stops at
 # success, so the cost is that of the runs that fail: hours on 2 cores (run times in
 # experiments/README.md, "How long things take").
@@ -26,6 +27,11 @@ grid() {
   target/release/pathological "${long[@]}" --out "results/pathological-long/$1" --algorithms "$1" \
     --lengths 200,150,100,50 "${@:2}"
 }
+# the pilot: SGD-C and SGD-CR at T = 100 and 200, seed 0, up to 1,000,000 updates
+echo "== pathological-long: pilot"
+target/release/pathological --resume --out results/pathological-pilot --tasks temporal-order \
+  --inits smart-tanh --algorithms sgd-c,sgd-cr --lengths 100,200 --seeds 1 --updates 1000000 \
+  --dtype f32 --eval-every 1000 --log-every 1000 "$@"
 grid sgd-cr "$@"
 # the paper's generalisation experiment at the same budget: SGD-CR trained on lengths 50–200,
 # tested at 50 … 5000
