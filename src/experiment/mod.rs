@@ -3,6 +3,7 @@
 //! the pathological tasks of Pascanu et al. §4.1 and their training set-up.
 
 pub mod bidirectional;
+pub mod depth;
 pub mod driver;
 pub mod dynamics;
 pub mod pathological;
