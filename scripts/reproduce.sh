@@ -10,5 +10,7 @@ target/release/bifurcation --out results/bifurcation
 target/release/pathological --out results/pathological
 target/release/pathological --lengths 10,20,30,40 --out results/pathological-short
 target/release/pathological --generalize --out results/pathological-generalization
+target/release/agreement --out results/agreement
 target/release/bidirectional --out results/bidirectional
+target/release/depth --out results/depth
 BPTT_RESULTS="$PWD/results" .venv/bin/python scripts/run_notebooks.py --inplace notebooks/*.ipynb

@@ -2,6 +2,7 @@
 //! binary shares, and the workloads behind them — the spectral sweep, the bifurcation model,
 //! the pathological tasks of Pascanu et al. §4.1 and their training set-up.
 
+pub mod agreement;
 pub mod bidirectional;
 pub mod depth;
 pub mod driver;

@@ -367,6 +367,12 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
     pub fn workspace(&self) -> &N::Workspace {
         &self.ws
     }
+    /// The network's workspace, mutably: e.g. to set a cell's
+    /// [`CellWorkspace::record_state_grads`](crate::nn::arch::CellWorkspace::record_state_grads)
+    /// so that the next backward pass keeps every `∂L/∂s_k` ([`Tape::d_state`](crate::nn::engine::Tape::d_state)).
+    pub fn workspace_mut(&mut self) -> &mut N::Workspace {
+        &mut self.ws
+    }
     /// The readout's outputs of the last pass (K × N).
     #[must_use]
     pub fn readout_outputs(&self) -> &DMatrix<T> {
