@@ -670,7 +670,7 @@ pub fn majority_errors(sentences: &[Sentence], majority: Number) -> usize {
 
 /// The tokens `range` of every sentence as the engine's token columns: step t of sentence b
 /// is entry `t·B + b`; an error unless every sentence has the same length.
-fn columns(
+pub fn columns(
     sentences: &[Sentence],
     range: impl Fn(&Sentence) -> &[usize],
 ) -> Result<Vec<usize>, BpttError> {

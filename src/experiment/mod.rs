@@ -7,6 +7,7 @@ pub mod bidirectional;
 pub mod depth;
 pub mod driver;
 pub mod dynamics;
+pub mod lstm_vs_gru;
 pub mod pathological;
 pub mod sweep;
 pub mod tasks;
