@@ -4,7 +4,7 @@
 //! 0, bias 1 or chrono, and the GRU at the LSTM's width and at its parameter count.
 //!
 //! Output (schemas in experiments/README.md): `curves.csv` (learning curves against updates and
-//! sequence steps), `runs.csv` (one row per run), `lstm-vs-gru.json` (provenance). Seconds are
+//! sequence steps), `runs.csv` (one row per run), `lstm_vs_gru.json` (provenance). Seconds are
 //! the benchmark's (`scripts/bench-lstm-vs-gru.sh`), not measured here: the outputs are
 //! byte-identical for any thread count. Exit status: 0 done, 1 I/O failure, 2 bad arguments.
 

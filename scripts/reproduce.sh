@@ -13,4 +13,6 @@ target/release/pathological --generalize --out results/pathological-generalizati
 target/release/agreement --out results/agreement
 target/release/bidirectional --out results/bidirectional
 target/release/depth --out results/depth
+target/release/lstm-vs-gru --out results/lstm-vs-gru
+scripts/bench-lstm-vs-gru.sh   # the seconds axis of notebook 07 (results/lstm-vs-gru/ms_per_update.csv)
 BPTT_RESULTS="$PWD/results" .venv/bin/python scripts/run_notebooks.py --inplace notebooks/*.ipynb

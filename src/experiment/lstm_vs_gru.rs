@@ -253,9 +253,11 @@ impl Problem {
     pub fn max_steps(self, length: usize, h: &Hyper) -> usize {
         match self {
             Problem::TemporalOrder => length,
-            Problem::Addition => length + length / 10,
-            // the preamble (≤ 3 tokens per noun) and the determiner, subject and verb
-            Problem::Agreement => length + 3 * h.agreement_preamble + 8,
+            Problem::Addition => length.saturating_add(length / 10),
+            // the preamble (3 tokens per noun), the determiner and the subject
+            Problem::Agreement => length
+                .saturating_add(h.agreement_preamble.saturating_mul(3))
+                .saturating_add(3),
         }
     }
     /// The error rate of the best predictor that ignores the informative inputs: 0.75 for
