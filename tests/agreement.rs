@@ -7,7 +7,7 @@
 
 mod cli;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use approx::assert_relative_eq;
 use bptt::experiment::agreement::{
@@ -598,27 +598,9 @@ fn csv_schemas_and_sidecar() {
 
 #[test]
 fn output_is_byte_identical_for_any_thread_count_and_shard_split() {
-    let dirs: Vec<PathBuf> = (0..4)
-        .map(|i| cli::temp_dir("agree", &format!("det{i}")))
-        .collect();
-    let two = ["--seeds", "2"];
-    quick(&dirs[0], &[&two[..], &["--threads", "1"]].concat());
-    quick(&dirs[1], &[&two[..], &["--threads", "2"]].concat());
-    quick(
-        &dirs[2],
-        &[&two[..], &["--shard", "1/2", "--threads", "2"]].concat(),
-    );
-    quick(
-        &dirs[3],
-        &[&two[..], &["--shard", "2/2", "--threads", "1"]].concat(),
-    );
-    for name in TABLES {
-        let full = read(&dirs[0], name);
-        assert_eq!(full, read(&dirs[1], name), "{name}");
-        let second = read(&dirs[3], name);
-        let joined = read(&dirs[2], name) + second.split_once('\n').unwrap().1;
-        assert_eq!(joined, full, "{name}: shards concatenated");
-    }
+    let dirs = cli::assert_thread_and_shard_invariant("agree", &TABLES, |dir, extra| {
+        quick(dir, &[&["--seeds", "2"][..], extra].concat())
+    });
     // the two seeds differ (the test sets and baselines are per seed)
     let b = read(&dirs[0], "baselines.csv");
     assert_eq!(b.lines().count(), 1 + 2 * (9 + 27));
@@ -626,10 +608,6 @@ fn output_is_byte_identical_for_any_thread_count_and_shard_split() {
 
 #[test]
 fn a_killed_run_resumes_to_identical_bytes() {
-    let (killed, clean) = (
-        cli::temp_dir("agree", "killed"),
-        cli::temp_dir("agree", "clean"),
-    );
     let args = |dir: &Path| -> Vec<String> {
         [
             "--out",
@@ -647,65 +625,47 @@ fn a_killed_run_resumes_to_identical_bytes() {
         .map(|s| s.to_string())
         .collect()
     };
-    cli::kill_after_chunks(BIN, &args(&killed), &killed, 3, 120, "agreement.json");
-    let mut resume = args(&killed);
-    resume.push("--resume".into());
-    let resume: Vec<&str> = resume.iter().map(String::as_str).collect();
-    let out = cli::run_ok(BIN, &resume);
-    let log = String::from_utf8_lossy(&out.stderr);
+    let (killed, _, log) =
+        cli::assert_resumes_after_kill(BIN, "agree", args, (3, 120, "agreement.json"), &TABLES);
     assert!(!log.contains("chunks_computed=60 "), "{log}");
-    let clean_args = args(&clean);
-    cli::run_ok(
-        BIN,
-        &clean_args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    for name in TABLES {
-        assert_eq!(read(&killed, name), read(&clean, name), "{name}");
-    }
     let side: serde_json::Value = serde_json::from_str(&read(&killed, "agreement.json")).unwrap();
     assert_eq!(side["invocations"].as_array().unwrap().len(), 2);
 }
 
 #[test]
 fn bad_flags_exit_2_with_a_clear_message_and_write_nothing() {
-    let dir = cli::temp_dir("agree", "bad");
-    let d = dir.to_str().unwrap();
-    for (flags, message) in [
-        (vec!["--tasks", "parse"], "unknown task 'parse'"),
-        (vec!["--cells", "elman"], "unknown cell 'elman'"),
-        (vec!["--cells", "lstm,lstm"], "listed twice"),
-        (vec!["--sizing", "depth"], "unknown sizing"),
-        (vec!["--grammar", "tree"], "invalid value"),
-        (
-            vec!["--max-preamble", "0"],
-            "--max-preamble must be in 1..=20",
-        ),
-        (vec!["--p-clause", "2"], "in [0, 1]"),
-        (vec!["--hidden", "0"], "--hidden must be at least 1"),
-        (vec!["--updates", "0"], "--updates must be at least 1"),
-        (
-            vec!["--test-distances", "0,4"],
-            "need a distance of at least 12",
-        ),
-        (vec!["--test-distances", "12,12"], "listed twice"),
-        (vec!["--p-singular", "1.5"], "in [0, 1]"),
-        (vec!["--clip=-1"], "--clip"),
-        (vec!["--lr=-0.1"], "learning rate"),
-        (vec!["--max-attractors", "99"], "at most 20"),
-        (vec!["--shard", "3/2"], "invalid shard"),
-        (vec!["--dtype", "f16"], "unknown dtype"),
-        (vec!["--threads", "0"], "--threads must be at least 1"),
-        (vec!["--hidden", "x"], "invalid value"),
-    ] {
-        let mut args = vec!["--out", d, "--quick"];
-        args.extend_from_slice(&flags);
-        let out = cli::run(BIN, &args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{flags:?}: {err}");
-        assert!(err.contains(message), "{flags:?}: {err}");
-        assert!(!err.contains("panicked"), "{flags:?}: {err}");
-        assert!(!dir.exists(), "{flags:?} wrote {d}");
-    }
+    cli::assert_bad_flags_exit_2(
+        BIN,
+        "agree",
+        &["--quick"],
+        &[
+            (vec!["--tasks", "parse"], "unknown task 'parse'"),
+            (vec!["--cells", "elman"], "unknown cell 'elman'"),
+            (vec!["--cells", "lstm,lstm"], "listed twice"),
+            (vec!["--sizing", "depth"], "unknown sizing"),
+            (vec!["--grammar", "tree"], "invalid value"),
+            (
+                vec!["--max-preamble", "0"],
+                "--max-preamble must be in 1..=20",
+            ),
+            (vec!["--p-clause", "2"], "in [0, 1]"),
+            (vec!["--hidden", "0"], "--hidden must be at least 1"),
+            (vec!["--updates", "0"], "--updates must be at least 1"),
+            (
+                vec!["--test-distances", "0,4"],
+                "need a distance of at least 12",
+            ),
+            (vec!["--test-distances", "12,12"], "listed twice"),
+            (vec!["--p-singular", "1.5"], "in [0, 1]"),
+            (vec!["--clip=-1"], "--clip"),
+            (vec!["--lr=-0.1"], "learning rate"),
+            (vec!["--max-attractors", "99"], "at most 20"),
+            (vec!["--shard", "3/2"], "invalid shard"),
+            (vec!["--dtype", "f16"], "unknown dtype"),
+            (vec!["--threads", "0"], "--threads must be at least 1"),
+            (vec!["--hidden", "x"], "invalid value"),
+        ],
+    );
 }
 
 #[test]

@@ -5,8 +5,7 @@
 
 mod cli;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use approx::assert_relative_eq;
 use bptt::experiment::bidirectional::{
@@ -238,28 +237,15 @@ fn csv_schemas_and_sidecar() {
 
 #[test]
 fn output_is_byte_identical_for_any_thread_count_and_shard_split() {
-    let dirs: Vec<PathBuf> = (0..4)
-        .map(|i| cli::temp_dir("bidir", &format!("det{i}")))
-        .collect();
-    small(&dirs[0], &["--threads", "1"]);
-    small(&dirs[1], &["--threads", "2"]);
-    small(&dirs[2], &["--shard", "1/2", "--threads", "2"]);
-    small(&dirs[3], &["--shard", "2/2", "--threads", "1"]);
-    for name in ["accuracy.csv", "runs.csv", "curves.csv"] {
-        let full = read(&dirs[0], name);
-        assert_eq!(full, read(&dirs[1], name), "{name}");
-        let second = read(&dirs[3], name);
-        let joined = read(&dirs[2], name) + second.split_once('\n').unwrap().1;
-        assert_eq!(joined, full, "{name}: shards concatenated");
-    }
+    cli::assert_thread_and_shard_invariant(
+        "bidir",
+        &["accuracy.csv", "runs.csv", "curves.csv"],
+        small,
+    );
 }
 
 #[test]
 fn a_killed_run_resumes_to_identical_bytes() {
-    let (killed, clean) = (
-        cli::temp_dir("bidir", "killed"),
-        cli::temp_dir("bidir", "clean"),
-    );
     let args = |dir: &Path| -> Vec<String> {
         [
             "--out",
@@ -283,54 +269,42 @@ fn a_killed_run_resumes_to_identical_bytes() {
         .map(String::from)
         .to_vec()
     };
-    cli::kill_after_chunks(BIN, &args(&killed), &killed, 3, 120, "runs.csv");
-    let mut resume = args(&killed);
-    resume.push("--resume".into());
-    let out = Command::new(BIN).args(&resume).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    cli::assert_resumes_after_kill(
+        BIN,
+        "bidir",
+        args,
+        (3, 120, "runs.csv"),
+        &["accuracy.csv", "runs.csv", "curves.csv"],
     );
-    let out = Command::new(BIN).args(args(&clean)).output().unwrap();
-    assert!(out.status.success());
-    for name in ["accuracy.csv", "runs.csv", "curves.csv"] {
-        assert_eq!(read(&killed, name), read(&clean, name), "{name}");
-    }
 }
 
 #[test]
 fn bad_flags_exit_2_with_a_clear_message() {
-    for (args, needle) in [
-        (vec!["--cells", "elman"], "unknown cell 'elman'"),
-        (vec!["--cells", "gru,gru"], "'gru' is listed twice"),
-        (vec!["--directions", "left"], "unknown direction 'left'"),
-        (vec!["--seeds", "0"], "--seeds must be at least 1"),
-        (
-            vec!["--max-distance", "0"],
-            "--max-distance must be at least 1",
-        ),
-        (
-            vec!["--steps", "20", "--max-distance", "10"],
-            "--steps 20 is too short for --max-distance 10",
-        ),
-        (vec!["--lr", "0"], "--lr must be a positive number"),
-        (vec!["--clip=-1"], "--clip must be a positive number"),
-        (vec!["--dtype", "f16"], "unknown dtype 'f16'"),
-        (vec!["--shard", "0/2"], "shard"),
-        (
-            vec!["--test-sequences", "18446744073709551615"],
-            "this plan needs about",
-        ),
-    ] {
-        let dir = cli::temp_dir("bidir", "bad");
-        let mut a = vec!["--out", dir.to_str().unwrap(), "--quiet"];
-        a.extend(args.iter());
-        let out = cli::run(BIN, &a);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: {err}");
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
-        assert!(!dir.join("runs.csv").exists());
-    }
+    cli::assert_bad_flags_exit_2(
+        BIN,
+        "bidir",
+        &["--quiet"],
+        &[
+            (vec!["--cells", "elman"], "unknown cell 'elman'"),
+            (vec!["--cells", "gru,gru"], "'gru' is listed twice"),
+            (vec!["--directions", "left"], "unknown direction 'left'"),
+            (vec!["--seeds", "0"], "--seeds must be at least 1"),
+            (
+                vec!["--max-distance", "0"],
+                "--max-distance must be at least 1",
+            ),
+            (
+                vec!["--steps", "20", "--max-distance", "10"],
+                "--steps 20 is too short for --max-distance 10",
+            ),
+            (vec!["--lr", "0"], "--lr must be a positive number"),
+            (vec!["--clip=-1"], "--clip must be a positive number"),
+            (vec!["--dtype", "f16"], "unknown dtype 'f16'"),
+            (vec!["--shard", "0/2"], "shard"),
+            (
+                vec!["--test-sequences", "18446744073709551615"],
+                "this plan needs about",
+            ),
+        ],
+    );
 }

@@ -488,28 +488,15 @@ fn csv_schemas_and_sidecar() {
 
 #[test]
 fn output_is_byte_identical_for_any_thread_count_and_shard_split() {
-    let dirs: Vec<_> = (0..4)
-        .map(|i| cli::temp_dir("depth", &format!("det{i}")))
-        .collect();
-    small(&dirs[0], &["--threads", "1"]);
-    small(&dirs[1], &["--threads", "2"]);
-    small(&dirs[2], &["--shard", "1/2", "--threads", "2"]);
-    small(&dirs[3], &["--shard", "2/2", "--threads", "1"]);
-    for name in ["layers.csv", "map.csv", "training.csv", "curves.csv"] {
-        let full = read(&dirs[0], name);
-        assert_eq!(full, read(&dirs[1], name), "{name}");
-        let second = read(&dirs[3], name);
-        let joined = read(&dirs[2], name) + second.split_once('\n').unwrap().1;
-        assert_eq!(joined, full, "{name}: shards concatenated");
-    }
+    cli::assert_thread_and_shard_invariant(
+        "depth",
+        &["layers.csv", "map.csv", "training.csv", "curves.csv"],
+        small,
+    );
 }
 
 #[test]
 fn a_killed_run_resumes_to_identical_bytes() {
-    let (killed, clean) = (
-        cli::temp_dir("depth", "killed"),
-        cli::temp_dir("depth", "clean"),
-    );
     let args = |dir: &Path| -> Vec<String> {
         let mut v: Vec<String> = ["--out", dir.to_str().unwrap(), "--threads", "2"]
             .iter()
@@ -519,58 +506,49 @@ fn a_killed_run_resumes_to_identical_bytes() {
         v.extend(["--updates", "300", "--eval-every", "100", "--length", "20"].map(String::from));
         v
     };
-    cli::kill_after_chunks(BIN, &args(&killed), &killed, 5, 120, "depth.json");
-    let mut resume = args(&killed);
-    resume.push("--resume".into());
-    let resume: Vec<&str> = resume.iter().map(String::as_str).collect();
-    cli::run_ok(BIN, &resume);
-    let clean_args = args(&clean);
-    let clean_args: Vec<&str> = clean_args.iter().map(String::as_str).collect();
-    cli::run_ok(BIN, &clean_args);
-    for name in ["layers.csv", "map.csv", "training.csv", "curves.csv"] {
-        assert_eq!(read(&killed, name), read(&clean, name), "{name}");
-    }
+    cli::assert_resumes_after_kill(
+        BIN,
+        "depth",
+        args,
+        (5, 120, "depth.json"),
+        &["layers.csv", "map.csv", "training.csv", "curves.csv"],
+    );
 }
 
 #[test]
 fn bad_flags_exit_2_with_a_clear_message() {
-    for (args, needle) in [
-        (vec!["--cells", "elman"], "unknown cell 'elman'"),
-        (
-            vec!["--architectures", "highway"],
-            "unknown architecture 'highway'",
-        ),
-        (vec!["--depths", "0"], "--depths: depth 0 is out of range"),
-        (
-            vec!["--train-depths", "65"],
-            "--train-depths: depth 65 is out of range",
-        ),
-        (
-            vec!["--task", "addition"],
-            "is not classified at the last step",
-        ),
-        (vec!["--task", "adding"], "unknown task 'adding'"),
-        (vec!["--length", "5"], "--length 5 is below the minimum 10"),
-        (vec!["--seeds", "0"], "--seeds must be at least 1"),
-        (vec!["--hidden", "0"], "--hidden must be at least 1"),
-        (vec!["--lr=-1"], "the learning rate = -1 is out of range"),
-        (vec!["--clip", "0"], "--clip must be a positive number"),
-        (vec!["--part", "both"], "invalid value 'both'"),
-        (vec!["--shard", "3/2"], "shard"),
-        (vec!["--threads", "0"], "--threads must be at least 1"),
-        (
-            vec!["--init-seeds", "18446744073709551615"],
-            "this plan needs about",
-        ),
-    ] {
-        let dir = cli::temp_dir("depth", "bad");
-        let mut a = vec!["--out", dir.to_str().unwrap(), "--quiet", "--quick"];
-        a.extend(args.iter());
-        let out = cli::run(BIN, &a);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: {err}");
-        assert!(!err.contains("panicked"), "{err}");
-        assert!(!dir.exists(), "{args:?}: nothing written");
-    }
+    cli::assert_bad_flags_exit_2(
+        BIN,
+        "depth",
+        &["--quiet", "--quick"],
+        &[
+            (vec!["--cells", "elman"], "unknown cell 'elman'"),
+            (
+                vec!["--architectures", "highway"],
+                "unknown architecture 'highway'",
+            ),
+            (vec!["--depths", "0"], "--depths: depth 0 is out of range"),
+            (
+                vec!["--train-depths", "65"],
+                "--train-depths: depth 65 is out of range",
+            ),
+            (
+                vec!["--task", "addition"],
+                "is not classified at the last step",
+            ),
+            (vec!["--task", "adding"], "unknown task 'adding'"),
+            (vec!["--length", "5"], "--length 5 is below the minimum 10"),
+            (vec!["--seeds", "0"], "--seeds must be at least 1"),
+            (vec!["--hidden", "0"], "--hidden must be at least 1"),
+            (vec!["--lr=-1"], "the learning rate = -1 is out of range"),
+            (vec!["--clip", "0"], "--clip must be a positive number"),
+            (vec!["--part", "both"], "invalid value 'both'"),
+            (vec!["--shard", "3/2"], "shard"),
+            (vec!["--threads", "0"], "--threads must be at least 1"),
+            (
+                vec!["--init-seeds", "18446744073709551615"],
+                "this plan needs about",
+            ),
+        ],
+    );
 }

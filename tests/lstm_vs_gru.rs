@@ -7,8 +7,7 @@
 
 mod cli;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use approx::assert_relative_eq;
 use bptt::experiment::agreement;
@@ -336,28 +335,11 @@ fn csv_schemas_and_sidecar() {
 
 #[test]
 fn output_is_byte_identical_for_any_thread_count_and_shard_split() {
-    let dirs: Vec<PathBuf> = (0..4)
-        .map(|i| cli::temp_dir("lvg", &format!("det{i}")))
-        .collect();
-    small(&dirs[0], &["--threads", "1"]);
-    small(&dirs[1], &["--threads", "2"]);
-    small(&dirs[2], &["--shard", "1/2", "--threads", "2"]);
-    small(&dirs[3], &["--shard", "2/2", "--threads", "1"]);
-    for name in ["runs.csv", "curves.csv"] {
-        let full = read(&dirs[0], name);
-        assert_eq!(full, read(&dirs[1], name), "{name}");
-        let second = read(&dirs[3], name);
-        let joined = read(&dirs[2], name) + second.split_once('\n').unwrap().1;
-        assert_eq!(joined, full, "{name}: shards concatenated");
-    }
+    cli::assert_thread_and_shard_invariant("lvg", &["runs.csv", "curves.csv"], small);
 }
 
 #[test]
 fn a_killed_run_resumes_to_identical_bytes() {
-    let (killed, clean) = (
-        cli::temp_dir("lvg", "killed"),
-        cli::temp_dir("lvg", "clean"),
-    );
     let args = |dir: &Path| -> Vec<String> {
         [
             "--out",
@@ -383,62 +365,50 @@ fn a_killed_run_resumes_to_identical_bytes() {
         .map(String::from)
         .to_vec()
     };
-    cli::kill_after_chunks(BIN, &args(&killed), &killed, 3, 120, "runs.csv");
-    let mut resume = args(&killed);
-    resume.push("--resume".into());
-    let out = Command::new(BIN).args(&resume).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    cli::assert_resumes_after_kill(
+        BIN,
+        "lvg",
+        args,
+        (3, 120, "runs.csv"),
+        &["runs.csv", "curves.csv"],
     );
-    let out = Command::new(BIN).args(args(&clean)).output().unwrap();
-    assert!(out.status.success());
-    for name in ["runs.csv", "curves.csv"] {
-        assert_eq!(read(&killed, name), read(&clean, name), "{name}");
-    }
 }
 
 #[test]
 fn bad_flags_exit_2_with_a_clear_message() {
-    for (args, needle) in [
-        (vec!["--models", "lstm-b2"], "unknown model 'lstm-b2'"),
-        (vec!["--models", "gru,gru"], "'gru' is listed twice"),
-        (vec!["--tasks", "copy"], "unknown task 'copy'"),
-        (vec!["--seeds", "0"], "--seeds must be at least 1"),
-        (vec!["--updates", "0"], "--updates must be at least 1"),
-        (
-            vec!["--order-lengths", "5"],
-            "--order-lengths: 5 is below the smallest 10",
-        ),
-        (
-            vec!["--addition-lengths", "50,50"],
-            "--addition-lengths: 50 is listed twice",
-        ),
-        (
-            vec!["--agreement-distances", "1"],
-            "--agreement-distances: 1 is below the smallest 2",
-        ),
-        (vec!["--lr", "0"], "--lr must be a positive number"),
-        (vec!["--clip=-1"], "--clip must be a positive number"),
-        (
-            vec!["--success-error", "2"],
-            "--success-error must be in (0, 1]",
-        ),
-        (vec!["--shard", "0/2"], "shard"),
-        (
-            vec!["--order-lengths", "18446744073709551615"],
-            "this plan needs about",
-        ),
-    ] {
-        let dir = cli::temp_dir("lvg", "bad");
-        let mut a = vec!["--out", dir.to_str().unwrap(), "--quiet"];
-        a.extend(args.iter());
-        let out = cli::run(BIN, &a);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: {err}");
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
-        assert!(!dir.join("runs.csv").exists());
-    }
+    cli::assert_bad_flags_exit_2(
+        BIN,
+        "lvg",
+        &["--quiet"],
+        &[
+            (vec!["--models", "lstm-b2"], "unknown model 'lstm-b2'"),
+            (vec!["--models", "gru,gru"], "'gru' is listed twice"),
+            (vec!["--tasks", "copy"], "unknown task 'copy'"),
+            (vec!["--seeds", "0"], "--seeds must be at least 1"),
+            (vec!["--updates", "0"], "--updates must be at least 1"),
+            (
+                vec!["--order-lengths", "5"],
+                "--order-lengths: 5 is below the smallest 10",
+            ),
+            (
+                vec!["--addition-lengths", "50,50"],
+                "--addition-lengths: 50 is listed twice",
+            ),
+            (
+                vec!["--agreement-distances", "1"],
+                "--agreement-distances: 1 is below the smallest 2",
+            ),
+            (vec!["--lr", "0"], "--lr must be a positive number"),
+            (vec!["--clip=-1"], "--clip must be a positive number"),
+            (
+                vec!["--success-error", "2"],
+                "--success-error must be in (0, 1]",
+            ),
+            (vec!["--shard", "0/2"], "shard"),
+            (
+                vec!["--order-lengths", "18446744073709551615"],
+                "this plan needs about",
+            ),
+        ],
+    );
 }

@@ -5,8 +5,8 @@
 mod cli;
 
 use cli::read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 use bptt::nn::activation::Activation;
 use bptt::nn::cell::CellFamily;
@@ -109,20 +109,7 @@ fn csv_schemas_sidecar_and_models() {
 
 #[test]
 fn output_is_byte_identical_for_any_thread_count_and_shard_split() {
-    let dirs: Vec<PathBuf> = (0..4)
-        .map(|i| cli::temp_dir("path", &format!("det{i}")))
-        .collect();
-    small(&dirs[0], &["--threads", "1"]);
-    small(&dirs[1], &["--threads", "2"]);
-    small(&dirs[2], &["--shard", "1/2", "--threads", "2"]);
-    small(&dirs[3], &["--shard", "2/2", "--threads", "1"]);
-    for name in ["final.csv", "curves.csv"] {
-        let full = read(&dirs[0], name);
-        assert_eq!(full, read(&dirs[1], name), "{name}");
-        let second = read(&dirs[3], name);
-        let joined = read(&dirs[2], name) + second.split_once('\n').unwrap().1;
-        assert_eq!(joined, full, "{name}: shards concatenated");
-    }
+    let dirs = cli::assert_thread_and_shard_invariant("path", &["final.csv", "curves.csv"], small);
     let model = "models/temporal-order_smart-tanh_sgd-cr_T14_s0.safetensors";
     assert_eq!(
         std::fs::read(dirs[0].join(model)).unwrap(),
@@ -132,10 +119,6 @@ fn output_is_byte_identical_for_any_thread_count_and_shard_split() {
 
 #[test]
 fn a_killed_run_resumes_to_identical_bytes() {
-    let (killed, clean) = (
-        cli::temp_dir("path", "killed"),
-        cli::temp_dir("path", "clean"),
-    );
     let args = |dir: &Path| -> Vec<String> {
         let mut v: Vec<String> = ["--out", dir.to_str().unwrap(), "--threads", "2"]
             .iter()
@@ -145,20 +128,13 @@ fn a_killed_run_resumes_to_identical_bytes() {
         v.extend(["--updates", "400", "--lengths", "30,40,50"].map(String::from));
         v
     };
-    // kill -9 in the middle of the run, after some chunks are done
-    cli::kill_after_chunks(BIN, &args(&killed), &killed, 3, 120, "final.csv");
-    let mut resume = args(&killed);
-    resume.push("--resume".into());
-    let out = Command::new(BIN).args(&resume).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    cli::assert_resumes_after_kill(
+        BIN,
+        "path",
+        args,
+        (3, 120, "final.csv"),
+        &["final.csv", "curves.csv"],
     );
-    let out = Command::new(BIN).args(args(&clean)).output().unwrap();
-    assert!(out.status.success());
-    assert_eq!(read(&killed, "final.csv"), read(&clean, "final.csv"));
-    assert_eq!(read(&killed, "curves.csv"), read(&clean, "curves.csv"));
 }
 
 #[test]
@@ -216,49 +192,44 @@ fn generalization_mode_trains_on_a_length_range_and_tests_long_sequences() {
 
 #[test]
 fn bad_flags_exit_2_with_a_clear_message() {
-    for (args, needle) in [
-        (vec!["--tasks", "adding"], "unknown task 'adding'"),
-        (vec!["--inits", "xavier"], "unknown init 'xavier'"),
-        (
-            vec!["--algorithms", "rmsprop"],
-            "unknown algorithm 'rmsprop'",
-        ),
-        (vec!["--lengths", "5"], "length 5 is below the minimum 10"),
-        (vec!["--seeds", "0"], "--seeds must be at least 1"),
-        (vec!["--lr=-1"], "the learning rate = -1 is out of range"),
-        (vec!["--clip", "0"], "--clip must be a positive number"),
-        (
-            vec!["--generalize", "--train-lengths", "200:50"],
-            "MIN 200 is above MAX 50",
-        ),
-        (
-            vec!["--generalize", "--train-lengths", "fifty"],
-            "expected MIN:MAX",
-        ),
-        (vec!["--shard", "3/2"], "shard"),
-        (vec!["--threads", "0"], "--threads must be at least 1"),
-        (
-            vec!["--dtype", "f16"],
-            "unknown dtype 'f16' (expected f32 or f64)",
-        ),
-        // refused before anything is allocated or written
-        (
-            vec!["--lengths", "20", "--seeds", "100000000000000"],
-            "this plan needs about",
-        ),
-        (
-            vec!["--lengths", "20", "--seeds", "18446744073709551615"],
-            "this plan needs about",
-        ),
-    ] {
-        let dir = cli::temp_dir("path", "bad");
-        let mut a = vec!["--out", dir.to_str().unwrap(), "--quiet"];
-        a.extend(args.iter());
-        let out = cli::run(BIN, &a);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: {err}");
-        assert!(!err.contains("panicked"), "{err}");
-        assert!(!dir.exists(), "{args:?}: nothing written");
-    }
+    cli::assert_bad_flags_exit_2(
+        BIN,
+        "path",
+        &["--quiet"],
+        &[
+            (vec!["--tasks", "adding"], "unknown task 'adding'"),
+            (vec!["--inits", "xavier"], "unknown init 'xavier'"),
+            (
+                vec!["--algorithms", "rmsprop"],
+                "unknown algorithm 'rmsprop'",
+            ),
+            (vec!["--lengths", "5"], "length 5 is below the minimum 10"),
+            (vec!["--seeds", "0"], "--seeds must be at least 1"),
+            (vec!["--lr=-1"], "the learning rate = -1 is out of range"),
+            (vec!["--clip", "0"], "--clip must be a positive number"),
+            (
+                vec!["--generalize", "--train-lengths", "200:50"],
+                "MIN 200 is above MAX 50",
+            ),
+            (
+                vec!["--generalize", "--train-lengths", "fifty"],
+                "expected MIN:MAX",
+            ),
+            (vec!["--shard", "3/2"], "shard"),
+            (vec!["--threads", "0"], "--threads must be at least 1"),
+            (
+                vec!["--dtype", "f16"],
+                "unknown dtype 'f16' (expected f32 or f64)",
+            ),
+            // refused before anything is allocated or written
+            (
+                vec!["--lengths", "20", "--seeds", "100000000000000"],
+                "this plan needs about",
+            ),
+            (
+                vec!["--lengths", "20", "--seeds", "18446744073709551615"],
+                "this plan needs about",
+            ),
+        ],
+    );
 }

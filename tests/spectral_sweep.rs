@@ -6,7 +6,6 @@ mod cli;
 
 use cli::read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_spectral-sweep");
 
@@ -150,10 +149,6 @@ fn output_is_byte_identical_for_any_thread_count_and_shard_split() {
 
 #[test]
 fn a_killed_run_resumes_to_identical_bytes() {
-    let (killed, clean) = (
-        cli::temp_dir("sweep", "killed"),
-        cli::temp_dir("sweep", "clean"),
-    );
     let args = |dir: &Path| -> Vec<String> {
         [
             "--out",
@@ -178,15 +173,12 @@ fn a_killed_run_resumes_to_identical_bytes() {
         .map(|s| s.to_string())
         .collect()
     };
-    // kill -9 in the middle of the run, after some chunks are done
-    cli::kill_after_chunks(BIN, &args(&killed), &killed, 5, 60, "spectral_sweep.csv");
-    let mut resume = args(&killed);
-    resume.push("--resume".into());
-    let out = Command::new(BIN).args(&resume).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (killed, _, _) = cli::assert_resumes_after_kill(
+        BIN,
+        "sweep",
+        args,
+        (5, 60, "spectral_sweep.csv"),
+        &["spectral_sweep.csv", "summary.csv"],
     );
     let meta: serde_json::Value =
         serde_json::from_str(&read(&killed, "spectral_sweep.json")).unwrap();
@@ -200,13 +192,6 @@ fn a_killed_run_resumes_to_identical_bytes() {
         left > 0 && left < meta["chunks"].as_u64().unwrap(),
         "{left}"
     );
-    let out = Command::new(BIN).args(args(&clean)).output().unwrap();
-    assert!(out.status.success());
-    assert_eq!(
-        read(&killed, "spectral_sweep.csv"),
-        read(&clean, "spectral_sweep.csv")
-    );
-    assert_eq!(read(&killed, "summary.csv"), read(&clean, "summary.csv"));
 }
 
 #[test]
@@ -225,54 +210,44 @@ fn resume_refuses_different_arguments() {
 
 #[test]
 fn bad_flags_exit_2_with_a_clear_message() {
-    let dir = cli::temp_dir("sweep", "bad");
-    let d = dir.to_str().unwrap();
-    for (args, expect) in [
-        (vec!["--rho", "2:1:0.1"], "STOP must not be below START"),
-        (vec!["--rho", "0.5:1.5:0"], "STEP must be positive"),
-        (vec!["--rho", "-1,1"], "positive"),
-        (vec!["--rho", "0.5,x"], "comma-separated list of numbers"),
-        (vec!["--shard", "3/2"], "invalid shard '3/2'"),
-        (
-            vec!["--cells", "rnn-softplus"],
-            "unknown cell 'rnn-softplus'",
-        ),
-        (vec!["--ensemble", "wishart"], "unknown ensemble 'wishart'"),
-        (vec!["--hidden", "0"], "--hidden must be at least 1"),
-        (
-            vec!["--ensemble", "sparse200", "--hidden", "16"],
-            "more than --hidden 16",
-        ),
-        (
-            vec!["--ensemble", "sparse", "--hidden", "8"],
-            "more than --hidden 8",
-        ),
-        (vec!["--threads", "0"], "--threads must be at least 1"),
-        (vec!["--preset", "huge"], "huge"),
-        // refused before anything is allocated or written
-        (vec!["--hidden", "1000000"], "this plan needs about"),
-        (
-            vec!["--matrices", "18446744073709551615"],
-            "this plan needs about",
-        ),
-        (
-            vec!["--steps", "18446744073709551615"],
-            "this plan needs about",
-        ),
-    ] {
-        let mut a = vec!["--out", d];
-        a.extend(args.iter().copied());
-        let out = cli::run(BIN, &a);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains(expect), "{args:?}: {err}");
-        assert!(
-            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-            "{err}"
-        );
-    }
-    assert!(!dir.join("spectral_sweep.csv").exists());
-    assert!(!dir.join("chunks").exists(), "nothing written");
+    cli::assert_bad_flags_exit_2(
+        BIN,
+        "sweep",
+        &[],
+        &[
+            (vec!["--rho", "2:1:0.1"], "STOP must not be below START"),
+            (vec!["--rho", "0.5:1.5:0"], "STEP must be positive"),
+            (vec!["--rho", "-1,1"], "positive"),
+            (vec!["--rho", "0.5,x"], "comma-separated list of numbers"),
+            (vec!["--shard", "3/2"], "invalid shard '3/2'"),
+            (
+                vec!["--cells", "rnn-softplus"],
+                "unknown cell 'rnn-softplus'",
+            ),
+            (vec!["--ensemble", "wishart"], "unknown ensemble 'wishart'"),
+            (vec!["--hidden", "0"], "--hidden must be at least 1"),
+            (
+                vec!["--ensemble", "sparse200", "--hidden", "16"],
+                "more than --hidden 16",
+            ),
+            (
+                vec!["--ensemble", "sparse", "--hidden", "8"],
+                "more than --hidden 8",
+            ),
+            (vec!["--threads", "0"], "--threads must be at least 1"),
+            (vec!["--preset", "huge"], "huge"),
+            // refused before anything is allocated or written
+            (vec!["--hidden", "1000000"], "this plan needs about"),
+            (
+                vec!["--matrices", "18446744073709551615"],
+                "this plan needs about",
+            ),
+            (
+                vec!["--steps", "18446744073709551615"],
+                "this plan needs about",
+            ),
+        ],
+    );
 }
 
 #[test]

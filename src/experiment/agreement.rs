@@ -825,23 +825,13 @@ pub fn parameter_count(cell: CellKind, task: Task, hidden: usize) -> (usize, usi
 /// to `target` (the smaller size on a tie).
 #[must_use]
 pub fn matched_hidden(cell: CellKind, task: Task, target: usize) -> usize {
-    let total = |h: usize| {
-        let (c, r) = parameter_count(cell, task, h);
-        c + r
-    };
-    let mut best = (usize::MAX, 1);
-    let mut h = 1;
-    loop {
-        let n = total(h);
-        let gap = n.abs_diff(target);
-        if gap < best.0 {
-            best = (gap, h);
-        }
-        if n > target {
-            return best.1;
-        }
-        h += 1;
-    }
+    crate::experiment::closest_size(
+        |h| {
+            let (c, r) = parameter_count(cell, task, h);
+            c + r
+        },
+        target,
+    )
 }
 
 /// One model: a cell at a hidden size chosen by a sizing rule.

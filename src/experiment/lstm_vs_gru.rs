@@ -305,23 +305,13 @@ pub fn parameter_count(cell: CellKind, problem: Problem, hidden: usize) -> (usiz
 /// closest to `target` (the smaller size on a tie).
 #[must_use]
 pub fn matched_hidden(cell: CellKind, problem: Problem, target: usize) -> usize {
-    let total = |h: usize| {
-        let (c, r) = parameter_count(cell, problem, h);
-        c + r
-    };
-    let mut best = (usize::MAX, 1);
-    let mut h = 1;
-    loop {
-        let n = total(h);
-        let gap = n.abs_diff(target);
-        if gap < best.0 {
-            best = (gap, h);
-        }
-        if n > target {
-            return best.1;
-        }
-        h += 1;
-    }
+    crate::experiment::closest_size(
+        |h| {
+            let (c, r) = parameter_count(cell, problem, h);
+            c + r
+        },
+        target,
+    )
 }
 
 /// Hyper-parameters shared by every run.
@@ -636,13 +626,7 @@ pub fn trainer_for(
 pub fn train(spec: &RunSpec, h: &Hyper, seed: u64) -> Result<Outcome, BpttError> {
     let mut model = build(spec, h, seed)?;
     let hidden = model.net.cell.hidden_size();
-    let parameters = model.net.cell.parameter_count()
-        + model
-            .readout
-            .params()
-            .iter()
-            .map(|(_, m)| m.len())
-            .sum::<usize>();
+    let parameters = model.net.cell.parameter_count() + model.readout.params().scalar_count();
     let mut tr = trainer_for(spec.problem, h, &model)?;
     let mut data = spec.stream(seed, purpose::TRAIN, &[]);
     let mut valid = spec.stream(seed, purpose::VALID, &[]);

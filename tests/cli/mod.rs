@@ -77,3 +77,100 @@ pub fn kill_after_chunks(
         "the run finished before it could be killed"
     );
 }
+
+/// The determinism contract of every experiment binary: `small(dir, extra)` (a run of the
+/// binary into `dir` with `extra` flags) gives byte-identical `tables` with 1 and 2 threads, and
+/// the shards 1/2 and 2/2 concatenated (the second's header dropped) are the full run. Returns
+/// the four output directories (1 thread, 2 threads, shard 1/2, shard 2/2) for further checks.
+pub fn assert_thread_and_shard_invariant<R>(
+    prefix: &str,
+    tables: &[&str],
+    small: impl Fn(&Path, &[&str]) -> R,
+) -> Vec<PathBuf> {
+    let dirs: Vec<PathBuf> = (0..4)
+        .map(|i| temp_dir(prefix, &format!("det{i}")))
+        .collect();
+    small(&dirs[0], &["--threads", "1"]);
+    small(&dirs[1], &["--threads", "2"]);
+    small(&dirs[2], &["--shard", "1/2", "--threads", "2"]);
+    small(&dirs[3], &["--shard", "2/2", "--threads", "1"]);
+    for name in tables {
+        let full = read(&dirs[0], name);
+        assert_eq!(full, read(&dirs[1], name), "{name}: 1 vs 2 threads");
+        let second = read(&dirs[3], name);
+        let joined = read(&dirs[2], name) + second.split_once('\n').unwrap().1;
+        assert_eq!(joined, full, "{name}: shards concatenated");
+    }
+    dirs
+}
+
+/// The resume contract: a run of `bin` with `args(dir)` killed with `kill -9` once `min_done`
+/// chunks are stored (see [`kill_after_chunks`]; `final_output` must not exist yet), then
+/// continued with `--resume`, writes the same `tables` as an uninterrupted run. Returns the
+/// (killed-and-resumed, clean) output directories and the resume's stderr.
+pub fn assert_resumes_after_kill(
+    bin: &str,
+    prefix: &str,
+    args: impl Fn(&Path) -> Vec<String>,
+    (min_done, timeout_s, final_output): (usize, u64, &str),
+    tables: &[&str],
+) -> (PathBuf, PathBuf, String) {
+    let (killed, clean) = (temp_dir(prefix, "killed"), temp_dir(prefix, "clean"));
+    kill_after_chunks(
+        bin,
+        &args(&killed),
+        &killed,
+        min_done,
+        timeout_s,
+        final_output,
+    );
+    let mut resume = args(&killed);
+    resume.push("--resume".into());
+    let out = Command::new(bin)
+        .args(&resume)
+        .output()
+        .expect("binary runs");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "the resume failed:\n{log}");
+    let out = Command::new(bin)
+        .args(args(&clean))
+        .output()
+        .expect("binary runs");
+    assert!(
+        out.status.success(),
+        "the clean run failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in tables {
+        assert_eq!(read(&killed, name), read(&clean, name), "{name}");
+    }
+    (killed, clean, log)
+}
+
+/// The bad-input contract: for each `(flags, needle)`, `bin` run with `--out <fresh dir>`,
+/// `base` and `flags` exits 2 with `needle` in its message and no panic, and leaves no `--out`.
+pub fn assert_bad_flags_exit_2(
+    bin: &str,
+    prefix: &str,
+    base: &[&str],
+    cases: &[(Vec<&str>, &str)],
+) {
+    for (flags, needle) in cases {
+        let dir = temp_dir(prefix, "bad");
+        let mut a = vec!["--out", dir.to_str().unwrap()];
+        a.extend_from_slice(base);
+        a.extend_from_slice(flags);
+        let out = run(bin, &a);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{flags:?}: expected '{needle}' in: {err}"
+        );
+        assert!(
+            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+            "{flags:?}: {err}"
+        );
+        assert!(!dir.exists(), "{flags:?} wrote {}", dir.display());
+    }
+}
