@@ -4,6 +4,7 @@
 
 pub mod agreement;
 pub mod bidirectional;
+pub mod data;
 pub mod depth;
 pub mod driver;
 pub mod dynamics;
