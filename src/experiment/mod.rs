@@ -8,6 +8,7 @@ pub mod data;
 pub mod depth;
 pub mod driver;
 pub mod dynamics;
+pub mod language_model;
 pub mod lstm_vs_gru;
 pub mod pathological;
 pub mod sweep;
