@@ -5,7 +5,7 @@
 # (the published MD5s of PTB, scripts/data.sha256 for every exported file), and a manifest
 # (data/manifest.json). The packages are pinned in notebooks/requirements.txt and installed into
 # the git-ignored .venv (scripts/setup-notebooks.sh). Formats and the chorales' split:
-# scripts/export_data.py. About 3 minutes (parsing 371 chorales is most of it).
+# scripts/export_data.py. Run time: experiments/README.md, "How long things take".
 # Extra arguments go to export_data.py (e.g. --only ptb, --out DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
