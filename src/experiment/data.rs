@@ -208,22 +208,32 @@ pub const EOS: &str = "<eos>";
 pub fn ptb_chars(dir: &Path) -> Result<Corpus, DataError> {
     let m = Manifest::load(dir)?;
     let (symbols, ids) = vocabulary(&m, "ptb/chars.txt")?;
+    // the text's character of each symbol: `_` stands for a space, <eol> for a line end
+    let by_char: HashMap<char, usize> = ids
+        .iter()
+        .filter_map(|(s, &i)| match s.as_str() {
+            EOL => Some(('\n', i)),
+            "_" => Some((' ', i)),
+            s => {
+                let mut cs = s.chars();
+                match (cs.next(), cs.next()) {
+                    (Some(c), None) => Some((c, i)),
+                    _ => None,
+                }
+            }
+        })
+        .collect();
     let encode = |split: &str| -> Result<Vec<usize>, DataError> {
         let rel = format!("ptb/{split}.txt");
         let text = m.read(&rel)?;
         let mut out = Vec::with_capacity(text.len());
         for (l, line) in text.split_inclusive('\n').enumerate() {
             for (c, ch) in line.chars().enumerate() {
-                let sym = match ch {
-                    '\n' => EOL.to_string(),
-                    ' ' => "_".to_string(),
-                    ch => ch.to_string(),
-                };
-                out.push(*ids.get(&sym).ok_or_else(|| DataError::Symbol {
+                out.push(*by_char.get(&ch).ok_or_else(|| DataError::Symbol {
                     path: m.dir.join(&rel),
                     line: l + 1,
                     column: c + 1,
-                    symbol: sym.clone(),
+                    symbol: ch.to_string(),
                 })?);
             }
         }
