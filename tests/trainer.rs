@@ -655,10 +655,7 @@ fn omega_is_refused_for_networks_that_are_not_one_vanilla_layer() {
     use bptt::train::trainer::OmegaRule;
     let (lstm, _, _, dense) = networks(23);
     let cfg = Config {
-        omega: Some(OmegaRule {
-            alpha: 2.0,
-            bound: 1e-20,
-        }),
+        omega: Some(OmegaRule::constant(2.0, 1e-20)),
         ..Config::default()
     };
     for e in [
@@ -679,7 +676,7 @@ fn omega_is_refused_for_networks_that_are_not_one_vanilla_layer() {
     .unwrap();
     for (alpha, bound) in [(-1.0, 1e-20), (f64::NAN, 1e-20), (1.0, f64::INFINITY)] {
         let bad = Config {
-            omega: Some(OmegaRule { alpha, bound }),
+            omega: Some(OmegaRule::constant(alpha, bound)),
             ..Config::default()
         };
         let e = Trainer::new(&rnn, bad).unwrap_err();
@@ -702,10 +699,7 @@ fn omega_training_in_f32_follows_f64() {
     let cfg = Config {
         safety_net: true,
         optimizer: Optimizer::sgd(0.1),
-        omega: Some(OmegaRule {
-            alpha: 2.0,
-            bound: 1e-20,
-        }),
+        omega: Some(OmegaRule::constant(2.0, 1e-20)),
         ..Config::default()
     };
     let (mut t32, mut t64) = (
@@ -796,6 +790,176 @@ fn reset_state_starts_the_next_batch_from_zero() {
     tr.loss(&a, &b1).unwrap();
     tr.reset_state();
     assert_eq!(tr.loss(&a, &b2).unwrap(), from_zero);
+}
+
+/// Batches of token sequences for `steps`-step updates of a 3-class every-step readout.
+fn stream_batches(seed: u64, n: usize) -> Vec<(Vec<usize>, Vec<usize>)> {
+    (0..n)
+        .map(|i| {
+            let d = data(&mut stream(seed, &[i as u64]), 4, 3, 3, true);
+            (d.ids, d.classes)
+        })
+        .collect()
+}
+
+fn token_batch<'a>(ids: &'a [usize], classes: &'a [usize]) -> Batch<'a, f64> {
+    Batch {
+        inputs: Inputs::Tokens { ids, vocab: VOCAB },
+        batch: 3,
+        targets: Targets::Classes(classes),
+    }
+}
+
+#[test]
+fn a_restored_trainer_continues_bit_identically() {
+    // K updates, save (model, Trainer::state), N more; a fresh trainer restored from the saved
+    // state continues on the saved model to the same bits: carried states, momentum, Adam's
+    // moments and its bias correction's t all survive the round trip
+    use bptt::train::trainer::TrainerState;
+    let (lstm, ..) = networks(40);
+    let batches = stream_batches(41, 7);
+    for optimizer in [
+        Optimizer::Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+        },
+        Optimizer::adam(0.01),
+    ] {
+        let cfg = Config {
+            readout_at: ReadoutAt::EveryStep,
+            optimizer,
+            carry_state: true,
+            schedule: Schedule::Exponential { gamma: 0.9 },
+            ..Config::default()
+        };
+        let mut model = lstm.clone();
+        let mut tr = Trainer::new(&model, cfg).unwrap();
+        for (ids, c) in &batches[..3] {
+            tr.update(&mut model, &token_batch(ids, c)).unwrap();
+        }
+        let (saved_model, saved): (_, TrainerState<f64>) = (model.clone(), tr.state());
+        assert_eq!(saved.updates, 3);
+        assert_eq!(saved.carried.len(), 1, "the LSTM's [h; c] state is carried");
+        let straight: Vec<f64> = batches[3..]
+            .iter()
+            .map(|(ids, c)| tr.update(&mut model, &token_batch(ids, c)).unwrap().loss)
+            .collect();
+        let mut resumed_model = saved_model;
+        let mut resumed = Trainer::new(&resumed_model, cfg).unwrap();
+        resumed.restore(&resumed_model.net, saved).unwrap();
+        let again: Vec<f64> = batches[3..]
+            .iter()
+            .map(|(ids, c)| {
+                resumed
+                    .update(&mut resumed_model, &token_batch(ids, c))
+                    .unwrap()
+                    .loss
+            })
+            .collect();
+        assert_eq!(straight, again, "{optimizer:?}: losses");
+        assert_eq!(
+            model.net.params().to_params(),
+            resumed_model.net.params().to_params(),
+            "{optimizer:?}"
+        );
+        assert_eq!(model.readout.params(), resumed_model.readout.params());
+        // without a restore, the carried state is missing and the run differs
+        let mut cold_model = model.clone();
+        let mut cold = Trainer::new(&cold_model, cfg).unwrap();
+        let (ids, c) = &batches[0];
+        let mut warm_model = model.clone();
+        let warm = tr.update(&mut warm_model, &token_batch(ids, c)).unwrap();
+        let fresh = cold.update(&mut cold_model, &token_batch(ids, c)).unwrap();
+        assert_ne!(
+            warm.loss, fresh.loss,
+            "{optimizer:?}: the carried state matters"
+        );
+    }
+}
+
+#[test]
+fn restore_refuses_a_state_of_another_shape() {
+    let (lstm, bi, ..) = networks(42);
+    let cfg = Config {
+        carry_state: true,
+        readout_at: ReadoutAt::EveryStep,
+        ..Config::default()
+    };
+    let mut a = lstm.clone();
+    let mut ta = Trainer::new(&a, cfg).unwrap();
+    let (ids, c) = &stream_batches(43, 1)[0];
+    ta.update(&mut a, &token_batch(ids, c)).unwrap();
+    // the bidirectional stack has other tensors and four states
+    let mut tb = Trainer::new(&bi, cfg).unwrap();
+    let e = tb.restore(&bi.net, ta.state()).unwrap_err().to_string();
+    assert!(e.contains("first moments"), "{e}");
+    let mut bad = ta.state();
+    bad.carried[0] = DMatrix::zeros(3, 3);
+    let mut tc = Trainer::new(&a, cfg).unwrap();
+    let e = tc.restore(&a.net, bad).unwrap_err().to_string();
+    assert!(e.contains("carried states"), "{e}");
+}
+
+#[test]
+fn omega_weight_decreases_as_one_over_t() {
+    // OmegaRule { decay: Some(τ) }: update t uses α·τ/(τ + t) — the same update as a constant
+    // rule at that weight from the same state
+    use bptt::train::trainer::OmegaRule;
+    let rng = &mut stream(44, &[]);
+    let cell = VanillaRnn::<f64>::pytorch_init(VOCAB, 5, Activation::Sigmoid, rng);
+    let mut model =
+        NetworkModel::new(Unidirectional::new(cell), Readout::uniform(5, 3, 0.5, rng)).unwrap();
+    let (alpha, tau) = (2.0, 4.0);
+    let rule = OmegaRule {
+        alpha,
+        bound: 1e-20,
+        decay: Some(tau),
+    };
+    let cfg = |omega| Config {
+        readout_at: ReadoutAt::EveryStep,
+        optimizer: Optimizer::sgd(0.5),
+        carry_state: true,
+        clip: None,
+        omega: Some(omega),
+        ..Config::default()
+    };
+    let mut tr = Trainer::new(&model, cfg(rule)).unwrap();
+    let batches = stream_batches(45, 6);
+    for (t, (ids, c)) in batches.iter().enumerate().take(5) {
+        let r = tr.update(&mut model, &token_batch(ids, c)).unwrap();
+        assert_eq!(r.omega_weight, alpha * tau / (tau + t as f64), "update {t}");
+        assert!(r.omega > 0.0, "Ω is measured");
+    }
+    let (ids, c) = &batches[5];
+    let mut constant_model = model.clone();
+    let mut constant = Trainer::new(
+        &constant_model,
+        cfg(OmegaRule::constant(alpha * tau / (tau + 5.0), 1e-20)),
+    )
+    .unwrap();
+    let mut saved = tr.state();
+    saved.updates = 0; // the constant rule's t does not matter
+    constant.restore(&constant_model.net, saved).unwrap();
+    tr.update(&mut model, &token_batch(ids, c)).unwrap();
+    constant
+        .update(&mut constant_model, &token_batch(ids, c))
+        .unwrap();
+    assert_eq!(
+        model.net.params().to_params(),
+        constant_model.net.params().to_params()
+    );
+    // and τ must be a positive number of updates
+    for bad in [0.0, -1.0, f64::NAN] {
+        let e = Trainer::new(
+            &model,
+            cfg(OmegaRule {
+                decay: Some(bad),
+                ..rule
+            }),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("decay τ"), "{e}");
+    }
 }
 
 // The §4.1 vanilla RNN (`experiment::pathological`'s models, `tests/paper_setup/`): the

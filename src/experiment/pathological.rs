@@ -187,10 +187,8 @@ impl Algorithm {
             clip: clipping.then_some(h.clip),
             safety_net: clipping,
             carry_state: false,
-            omega: (self == Algorithm::SgdCR).then_some(OmegaRule {
-                alpha: h.alpha,
-                bound: h.omega_bound,
-            }),
+            omega: (self == Algorithm::SgdCR)
+                .then_some(OmegaRule::constant(h.alpha, h.omega_bound)),
         }
     }
 }

@@ -194,6 +194,29 @@ pub struct OmegaRule {
     pub alpha: f64,
     /// Bound on `‖δ_k‖²` below which a (step, sequence) pair is left out.
     pub bound: f64,
+    /// Ω's weight decreasing as 1/t: update t (0, 1, …) uses `α·τ/(τ + t)` with `decay = Some(τ)`
+    /// (τ > 0 updates); `None` keeps α constant.
+    pub decay: Option<f64>,
+}
+
+impl OmegaRule {
+    /// A constant weight α.
+    #[must_use]
+    pub fn constant(alpha: f64, bound: f64) -> Self {
+        OmegaRule {
+            alpha,
+            bound,
+            decay: None,
+        }
+    }
+    /// The weight of update `t` (0, 1, …): α, or `α·τ/(τ + t)`.
+    #[must_use]
+    pub fn weight(&self, t: u64) -> f64 {
+        match self.decay {
+            None => self.alpha,
+            Some(tau) => self.alpha * tau / (tau + t as f64),
+        }
+    }
 }
 
 impl Default for Config {
@@ -240,6 +263,25 @@ pub struct Record {
     pub lr: f64,
     /// Ω before the update (0 without [`Config::omega`]).
     pub omega: f64,
+    /// The weight α of Ω's gradient in this update ([`OmegaRule::weight`]; 0 without Ω).
+    pub omega_weight: f64,
+}
+
+/// What a [`Trainer`] carries from one update to the next besides the model — everything a
+/// checkpoint needs so that training continued from it is bit-identical to training never
+/// stopped ([`Trainer::state`], [`Trainer::restore`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainerState<T: RealField + Copy> {
+    /// Updates taken (the schedule's and Ω's t, Adam's bias correction).
+    pub updates: u64,
+    /// The carried initial states of the next batch, one `S_i × B` matrix per network state
+    /// ([`Config::carry_state`]); empty when the next batch starts from zero.
+    pub carried: Vec<DMatrix<T>>,
+    /// The optimizer's first moments (momentum velocity, Adam's m), network tensors then the
+    /// readout's, shaped as the parameters.
+    pub first_moments: Vec<DMatrix<T>>,
+    /// Adam's second moments (empty for SGD).
+    pub second_moments: Vec<DMatrix<T>>,
 }
 
 /// The most states a network may have (layers × directions) — the initial-state views are
@@ -294,6 +336,13 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
                 return Err(BpttError::Invalid(format!(
                     "Ω needs a finite α ≥ 0 and bound ≥ 0, got α = {}, bound = {}",
                     rule.alpha, rule.bound
+                )));
+            }
+            if let Some(tau) = rule.decay
+                && !(tau > 0.0 && tau.is_finite())
+            {
+                return Err(BpttError::Invalid(format!(
+                    "Ω's decay τ must be a positive finite number of updates, got {tau}"
                 )));
             }
             // the backward pass keeps every ∂L/∂h_k for Ω
@@ -381,6 +430,58 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
     /// Start the next batch from zero states (a new stream).
     pub fn reset_state(&mut self) {
         self.carried = false;
+    }
+
+    /// A copy of what the trainer carries between updates (for a checkpoint).
+    #[must_use]
+    pub fn state(&self) -> TrainerState<T> {
+        TrainerState {
+            updates: self.updates,
+            carried: if self.carried {
+                self.state.clone()
+            } else {
+                Vec::new()
+            },
+            first_moments: self.m.clone(),
+            second_moments: self.v.clone(),
+        }
+    }
+
+    /// Continue from a checkpoint's [`TrainerState`] (of a trainer of the same network and
+    /// configuration): the next update is the one the saved trainer would have taken. An error
+    /// when a matrix's count or shape does not fit `net`.
+    pub fn restore(&mut self, net: &N, saved: TrainerState<T>) -> Result<(), BpttError> {
+        let fit = |what: &str, got: &[DMatrix<T>], want: &[DMatrix<T>]| {
+            if got.len() != want.len() {
+                return Err(BpttError::Invalid(format!(
+                    "the checkpoint has {} {what}, the trainer {}",
+                    got.len(),
+                    want.len()
+                )));
+            }
+            for (g, w) in got.iter().zip(want) {
+                if g.shape() != w.shape() {
+                    return Err(BpttError::shape(what, w.shape(), g.shape()));
+                }
+            }
+            Ok(())
+        };
+        fit("first moments", &saved.first_moments, &self.m)?;
+        fit("second moments", &saved.second_moments, &self.v)?;
+        if !saved.carried.is_empty() {
+            let sizes = net.state_sizes();
+            let b = saved.carried[0].ncols();
+            let want: Vec<DMatrix<T>> = sizes.iter().map(|&r| DMatrix::zeros(r, b)).collect();
+            fit("carried states", &saved.carried, &want)?;
+        }
+        self.updates = saved.updates;
+        self.carried = !saved.carried.is_empty();
+        if self.carried {
+            self.state = saved.carried;
+        }
+        self.m = saved.first_moments;
+        self.v = saved.second_moments;
+        Ok(())
     }
 
     /// Forward over `batch` from the initial states (zero or carried), then the readout and
@@ -509,8 +610,9 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
         batch: &Batch<'_, T>,
     ) -> Result<Record, BpttError> {
         let loss = self.loss_and_grads(model, batch)?;
+        let omega_weight = self.config.omega.map_or(0.0, |r| r.weight(self.updates));
         let omega = match self.config.omega {
-            Some(rule) => self.add_omega(&model.net, rule)?,
+            Some(rule) => self.add_omega(&model.net, rule.bound, omega_weight)?,
             None => 0.0,
         };
         let norm = self.grad_norm();
@@ -588,18 +690,19 @@ impl<T: RealField + Copy, N: SeqLayer<T>> Trainer<T, N> {
             safety,
             lr,
             omega,
+            omega_weight,
         })
     }
 
     /// After [`Self::loss_and_grads`] with [`Config::omega`]: Ω of the last pass, with
     /// `α·∂Ω/∂W_hh` added to the gradient of `W_hh` when α ≠ 0.
-    fn add_omega(&mut self, net: &N, rule: OmegaRule) -> Result<f64, BpttError> {
+    fn add_omega(&mut self, net: &N, bound: f64, alpha: f64) -> Result<f64, BpttError> {
         let (delta_sq, scratch) = (&mut self.delta_sq, &mut self.omega);
         let cell = omega_cell(net, &mut self.ws)?;
         let (w_hh, index) = (cell.w_hh, cell.weight_hh);
         let u = fill_delta_sq(cell, delta_sq);
-        let target = (rule.alpha != 0.0).then_some((&mut self.grads[index], rule.alpha));
-        Ok(penalty_with(scratch, w_hh, u, delta_sq, rule.bound, target)?.value)
+        let target = (alpha != 0.0).then_some((&mut self.grads[index], alpha));
+        Ok(penalty_with(scratch, w_hh, u, delta_sq, bound, target)?.value)
     }
 
     /// Ω's inputs from the last [`Self::loss_and_grads`] of a trainer with [`Config::omega`]:

@@ -153,6 +153,11 @@ impl<'a, T: Scalar> ParamsRef<'a, T> {
 }
 
 impl<T: RealField + Copy> ParamsRef<'_, T> {
+    /// Whether every entry is finite.
+    #[must_use]
+    pub fn is_finite(&self) -> bool {
+        self.tensors().all(|m| m.iter().all(|x| x.is_finite()))
+    }
     /// Same names and shapes, all zeros: the gradient accumulator for these parameters.
     #[must_use]
     pub fn zeros_like(&self) -> Params<T> {
