@@ -3,7 +3,8 @@
 //! a readout, losses and optimizers written out here step by step with nalgebra. K updates of
 //! every wrapper, both readout placements, every loss, SGD with momentum and Adam, token and
 //! dense inputs, the carried state of truncated BPTT over a stream: parameters equal to 1e-12
-//! in f64. Then f32 against f64, schedules, the safety net and bad input.
+//! in f64. Then f32 against f64, schedules, the safety net and bad input; a trainer restored
+//! from `Trainer::state` (a checkpoint) continuing bit-identically; Ω's weight decaying as 1/t.
 //!
 //! And the §4.1 vanilla RNN (`experiment::pathological`'s models, `tests/paper_setup/`): the
 //! trainer's loss, gradients and every ‖δ_k‖² Ω reads equal the generic, finite-difference-proven

@@ -14,6 +14,21 @@
 //! **Bits per symbol** ([`bits_per_symbol`]): over every position of every stream that has a
 //! target, the mean of `−log₂ softmax(y)[target]`, from zero states at the start of each stream,
 //! the states carried through the whole stream.
+//!
+//! **Training runs** ([`train`], the `language-model` binary): one cell ([`RunSpec::cell`]) with
+//! a softmax readout, PyTorch's initialisation ([`build`]), trained by truncated BPTT: the
+//! training split cut into [`Hyper::batch`] streams, update `n` takes chunk `n mod E` of every
+//! stream (`E` = [`Hyper::chunks_per_epoch`], the full chunks of [`Hyper::steps`] steps; the
+//! remainder of each stream is not trained on), the states carried from chunk to chunk and reset
+//! to zero at each epoch's start — so the data a run sees is a function of its update count, and
+//! no randomness is involved but the initial weights. [`Algorithm`]: Table 1's MSGD, MSGD-C
+//! (clipping, Algorithm 1, with the safety net) and MSGD-CR (+ Ω, whose weight decreases as
+//! `α·τ/(τ + t)`), with the paper's hyper-parameters converted to the trainer's mean loss
+//! ([`Algorithm::config`]). Updates run in f32 or f64; validation, test and training bits in
+//! f64 on the trained weights. A checkpoint (safetensors: parameters, carried states, optimizer
+//! moments, the curve so far) every [`Hyper::checkpoint_every`] updates lets an interrupted run
+//! continue bit-identically (`tests/language_model.rs`). Gated cells are sized to the vanilla
+//! RNN's parameter count ([`matched_hidden`]).
 
 use std::fmt;
 use std::str::FromStr;
