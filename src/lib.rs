@@ -42,6 +42,7 @@
 //! assert!(report.passed(), "{report}");
 //! ```
 
+pub mod cpu;
 pub mod error;
 pub mod rng;
 

@@ -198,6 +198,8 @@ impl EigenWorkspace {
             MemStack::new(&mut self.buf),
             Default::default(),
         );
+        // faer returns with the vector registers' upper halves dirty: see `crate::cpu`
+        crate::cpu::clear_upper_state();
         hqr::hessenberg_eigenvalues(&mut self.h, n, &mut self.re, &mut self.im)
     }
 }

@@ -406,6 +406,8 @@ unsafe fn faer_gemm<T: Copy, F: faer::traits::ComplexField + Copy>(
     // SAFETY: T = F
     let alpha = unsafe { *(&alpha as *const T as *const F) };
     faer::linalg::matmul::matmul(dst, acc, lhs, rhs, alpha, Par::Seq);
+    // faer returns with the vector registers' upper halves dirty: see `crate::cpu`
+    crate::cpu::clear_upper_state();
 }
 
 /// Reinterpret a slice of `T` as `f64` when `T` is `f64`.
