@@ -11,6 +11,11 @@ Workloads (--workload; the same six as `cargo bench --bench train_nets`), all ba
   reslstm-4x128  a 32 -> 128 linear map (no bias), then four 1-layer nn.LSTMs of 128 units,
                  x_{l+1} = x_l + LSTM_l(x_l) (residual), 2 classes at the last step
   lstm-512       nn.LSTM, 512 units (the size of Pascanu et al.'s PTB model), last step
+  lm-rnn-500     nn.RNN (tanh), 500 units, a softmax over 50 classes at every step: the
+                 language-model update of `language-model` (run with --T 200 --vocab 50;
+                 bptt's model is the sigmoid RNN, which nn.RNN does not offer: compare with
+                 `language-model --runs rnn-tanh:msgd-c`)
+  lm-lstm-244    nn.LSTM, 244 units, same (the LSTM of the RNN's parameter count)
 
 One update = forward, cross-entropy (mean over the scored steps and sequences), backward,
 global-norm clipping at 1.0, one optimizer step: SGD lr 0.01 (or Adam lr 1e-3 with --adam).
@@ -36,6 +41,8 @@ WORKLOADS = {
     "bilstm-2x128": ("lstm", 128, 2, True, 0, 8, True),
     "reslstm-4x128": ("lstm", 128, 1, False, 4, 2, False),
     "lstm-512": ("lstm", 512, 1, False, 0, 2, False),
+    "lm-rnn-500": ("rnn", 500, 1, False, 0, 50, True),
+    "lm-lstm-244": ("lstm", 244, 1, False, 0, 50, True),
 }
 BATCHES = 8
 WARMUP = 10
