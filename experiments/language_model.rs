@@ -309,14 +309,7 @@ fn plan(a: &Args) -> Result<(Plan, Corpus), String> {
             ));
         }
     }
-    // gated cells at the vanilla RNN's parameter count
-    let (c, r) = language_model::parameter_count(CellKind::RnnSigmoid, vocab, hidden);
-    let size = |cell: CellKind| match cell {
-        CellKind::RnnTanh | CellKind::RnnSigmoid | CellKind::RnnRelu | CellKind::RnnLinear => {
-            hidden
-        }
-        _ => language_model::matched_hidden(cell, vocab, c + r),
-    };
+    let size = |cell: CellKind| language_model::run_hidden(cell, vocab, hidden);
     let width = pairs.iter().map(|&(c, _)| size(c)).max().unwrap_or(hidden) as u128;
     // per worker: the training tape (≤ 8 H-vectors per step and stream, [h; c] states), the
     // readout's slabs, the evaluation's chunks
@@ -428,7 +421,7 @@ impl LanguageModel {
         let paper = (s.level == Level::Chars)
             .then(|| s.algorithm.paper_bits(s.ahead))
             .flatten()
-            .filter(|_| matches!(s.cell, CellKind::RnnSigmoid) && s.hidden == 500 && s.ahead <= 5);
+            .filter(|_| s.cell == CellKind::RnnSigmoid && s.hidden == 500);
         rows.push(
             1,
             &RunRow {

@@ -267,6 +267,31 @@ fn the_papers_hyper_parameters_become_the_same_updates_on_the_mean_loss() {
 }
 
 #[test]
+fn vanilla_cells_keep_their_width_and_gated_cells_match_its_parameters() {
+    use bptt::nn::cells::CellKind;
+    let (c, r) = lm::parameter_count(CellKind::RnnSigmoid, 50, 500);
+    assert_eq!(c + r, 301_050);
+    for &kind in CellKind::ALL.iter() {
+        let h = lm::run_hidden(kind, 50, 500);
+        if kind.name().starts_with("rnn-") {
+            assert_eq!(h, 500, "{kind}");
+        } else {
+            // the closest count: no neighbouring size is nearer
+            let total = |h: usize| {
+                let (c, r) = lm::parameter_count(kind, 50, h);
+                (c + r).abs_diff(301_050)
+            };
+            assert!(
+                total(h) <= total(h - 1) && total(h) <= total(h + 1),
+                "{kind}: {h}"
+            );
+        }
+    }
+    assert_eq!(lm::run_hidden("lstm".parse().unwrap(), 50, 500), 244);
+    assert_eq!(lm::run_hidden("gru".parse().unwrap(), 50, 500), 284);
+}
+
+#[test]
 fn epochs_are_the_full_chunks_of_each_stream() {
     let h = small_hyper();
     // 4 streams of ⌊1003/4⌋ = 250; 249 positions with a target 1 ahead → 24 chunks of 10

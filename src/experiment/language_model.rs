@@ -526,6 +526,18 @@ pub fn matched_hidden(cell: CellKind, vocab: usize, target: usize) -> usize {
     )
 }
 
+/// The hidden size of `cell` in a grid whose vanilla RNNs have `hidden` units: `hidden` for the
+/// vanilla cells (those Pascanu's Ω applies to, by the trainer's own verdict), else the size
+/// whose parameter count matches the `rnn-sigmoid` of `hidden` units ([`matched_hidden`]).
+#[must_use]
+pub fn run_hidden(cell: CellKind, vocab: usize, hidden: usize) -> usize {
+    if check_applicable(cell, Algorithm::MsgdCR).is_ok() {
+        return hidden;
+    }
+    let (c, r) = parameter_count(CellKind::RnnSigmoid, vocab, hidden);
+    matched_hidden(cell, vocab, c + r)
+}
+
 /// The run's model at initialisation: PyTorch's U(−1/√H, 1/√H) for the cell and the readout.
 pub fn build(spec: &RunSpec, vocab: usize, seed: u64) -> Result<LmModel<f64>, BpttError> {
     let mut rng = spec.stream(seed, purpose::WEIGHTS);
@@ -891,7 +903,8 @@ fn save_checkpoint<T: RealField + Copy>(
     trainer: &Trainer<T, Net<T>>,
     curve: &[CurvePoint],
 ) -> Result<(), BpttError> {
-    let f = |m: &DMatrix<T>| m.map(|x| x.to_subset().unwrap_or(f64::NAN));
+    let f64_of = |x: T| x.to_subset().unwrap_or(f64::NAN);
+    let f = |m: &DMatrix<T>| m.map(f64_of);
     let state = trainer.state();
     let mut extra = Params::new();
     for (prefix, list) in [
@@ -903,14 +916,8 @@ fn save_checkpoint<T: RealField + Copy>(
             extra.push(format!("{prefix}.{i}"), f(m));
         }
     }
-    let net = model
-        .net
-        .params()
-        .map(|x| x.to_subset().unwrap_or(f64::NAN));
-    let readout = model
-        .readout
-        .params()
-        .map(|x| x.to_subset().unwrap_or(f64::NAN));
+    let net = model.net.params().map(f64_of);
+    let readout = model.readout.params().map(f64_of);
     let rows: Vec<f64> = curve.iter().flat_map(|c| c.to_row()).collect();
     extra.push(
         "curve",
