@@ -205,6 +205,12 @@ struct Plan {
     seeds: u64,
     hyper: Hyper,
     generalize: Option<Vec<usize>>,
+    /// Runs on a range of lengths are validated and tested at this many lengths evenly spaced
+    /// over it ([`RunSpec::test_lengths`]); absent when every length is fixed. (Its presence
+    /// keeps `--resume` from continuing runs of the earlier criterion, one random length per
+    /// 1000 test sequences.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    range_test_lengths: Option<usize>,
     seed: u64,
 }
 
@@ -356,6 +362,10 @@ fn plan(a: &Args) -> Result<Plan, String> {
             count.unwrap_or(u128::MAX)
         ),
     )?;
+    let range_test_lengths = lengths
+        .iter()
+        .any(|&(lo, hi)| lo < hi)
+        .then_some(pathological::RANGE_TEST_LENGTHS);
     Ok(Plan {
         tasks,
         inits,
@@ -375,6 +385,7 @@ fn plan(a: &Args) -> Result<Plan, String> {
             eval_sequences: a.eval_sequences,
             dtype: a.dtype,
         },
+        range_test_lengths,
         generalize,
         seed: a.shard.seed,
     })
@@ -464,7 +475,7 @@ fn generalization(
     let mut out = Vec::new();
     for (i, &len) in lengths.iter().enumerate() {
         let mut rng = spec.stream(seed, &[4, i as u64]);
-        let rate = pathological::error_rate(&mut ws, &o.model, spec.task, n, &mut rng, |_| len)
+        let rate = pathological::error_rate(&mut ws, &o.model, spec.task, &[len], n, &mut rng)
             .map_err(|e| e.to_string())?;
         out.push((len, n, (rate * n as f64).round() as usize));
     }

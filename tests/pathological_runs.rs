@@ -200,3 +200,44 @@ fn an_f32_run_follows_the_f64_run_and_is_reproducible() {
             .all(|&x| x as f32 as f64 == x)
     );
 }
+
+#[test]
+fn a_range_of_training_lengths_is_tested_over_the_whole_range() {
+    let spec = |min_length, max_length| RunSpec {
+        task: Task::TemporalOrder,
+        init: Init::SmartTanh,
+        algorithm: Algorithm::SgdCR,
+        min_length,
+        max_length,
+        replicate: 0,
+    };
+    // the paper's generalisation range: ten lengths, both ends included, evenly spaced
+    assert_eq!(
+        spec(50, 200).test_lengths(),
+        [50, 67, 83, 100, 117, 133, 150, 167, 183, 200]
+    );
+    assert_eq!(spec(200, 200).test_lengths(), [200]);
+    // a range narrower than ten lengths: each length once
+    assert_eq!(spec(3, 5).test_lengths(), [3, 4, 5]);
+    assert_eq!(spec(7, 8).test_lengths(), [7, 8]);
+    assert_eq!(pathological::RANGE_TEST_LENGTHS, 10);
+
+    // the error rate over lengths: the sequences shared out in order (7 = 3 + 2 + 2), drawn
+    // from the one stream in batches of one length — counted here batch by batch
+    let task = Task::TemporalOrder;
+    let m = model(task, Init::SmartTanh, 6, 90);
+    let mut ws = pathological::evaluator(&m, task).unwrap();
+    let rate = pathological::error_rate(&mut ws, &m, task, &[12, 19, 15], 7, &mut stream(91, &[]))
+        .unwrap();
+    let mut rng = stream(91, &[]);
+    let mut errors = 0;
+    for (b, l) in [(3, 12), (2, 19), (2, 15)] {
+        let batch = task.generate(&mut rng, b, l).unwrap();
+        errors += pathological::count_errors(&mut ws, &m, &batch).unwrap();
+    }
+    assert_eq!(rate, errors as f64 / 7.0);
+    // nothing to measure: an error, not a division by zero
+    let e = pathological::error_rate(&mut ws, &m, task, &[], 7, &mut stream(91, &[]));
+    assert!(e.unwrap_err().to_string().contains("needs sequences"));
+    assert!(pathological::error_rate(&mut ws, &m, task, &[12], 0, &mut stream(91, &[])).is_err());
+}

@@ -4,7 +4,9 @@
 //!
 //! Randomness of a run comes from `stream(seed, [task, init, min length, max length,
 //! replicate, purpose])` with purpose 0 = initial weights, 1 = training batches, 2 = validation,
-//! 3 = the final test. The algorithm is *not* in the path: SGD, SGD-C and SGD-CR of one
+//! 3 = the final test. A run on fixed length T is validated and tested at T; a run on lengths
+//! drawn from `min..=max` (one per batch) at [`RANGE_TEST_LENGTHS`] lengths evenly spaced over
+//! the range, ends included ([`RunSpec::test_lengths`]). The algorithm is *not* in the path: SGD, SGD-C and SGD-CR of one
 //! replicate start from the same weights and see the same batches (common random numbers), so
 //! their differences are the algorithms'.
 
@@ -38,6 +40,9 @@ pub type RnnTrainer = Trainer<f64, Unidirectional<VanillaRnn<f64>>>;
 pub const SUCCESS_ERROR: f64 = 0.01;
 /// Size of the final test.
 pub const TEST_SEQUENCES: usize = 10_000;
+/// Lengths at which a run trained on a range of lengths is validated and tested
+/// ([`RunSpec::test_lengths`]).
+pub const RANGE_TEST_LENGTHS: usize = 10;
 
 /// The initialisations of §4.1.1 (biases zero; the paper code's scales).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -276,6 +281,23 @@ impl RunSpec {
         path.extend_from_slice(purpose);
         stream(seed, &path)
     }
+    /// The lengths at which validation and the final test measure the run: its length, or for
+    /// a range [`RANGE_TEST_LENGTHS`] lengths evenly spaced over `min..=max`, both ends
+    /// included, each with an equal share of the sequences — so "solved" means solved over the
+    /// whole training range, not on the few lengths a random draw happened to pick.
+    #[must_use]
+    pub fn test_lengths(&self) -> Vec<usize> {
+        let (lo, hi) = (self.min_length, self.max_length);
+        if hi <= lo {
+            return vec![lo];
+        }
+        let k = RANGE_TEST_LENGTHS;
+        let mut out: Vec<usize> = (0..k)
+            .map(|i| lo + ((hi - lo) as f64 * i as f64 / (k - 1) as f64).round() as usize)
+            .collect();
+        out.dedup();
+        out
+    }
     fn draw_length(&self, rng: &mut Rng) -> usize {
         if self.max_length > self.min_length {
             rand::RngExt::random_range(rng, self.min_length..=self.max_length)
@@ -382,24 +404,33 @@ pub fn evaluator(model: &RnnModel, task: Task) -> Result<RnnTrainer, BpttError> 
     )
 }
 
-/// Error rate of `model` on `n` fresh sequences drawn (in batches of at most 1000) from
-/// `rng`, each batch of a length drawn by `length`.
+/// Error rate of `model` on `n` fresh sequences drawn from `rng`: the `n` sequences are shared
+/// out evenly over `lengths` (the first `n mod k` lengths get one more), in that order, and
+/// drawn in batches of at most 1000 of one length.
 pub fn error_rate(
     trainer: &mut RnnTrainer,
     model: &RnnModel,
     task: Task,
+    lengths: &[usize],
     n: usize,
     rng: &mut Rng,
-    mut length: impl FnMut(&mut Rng) -> usize,
 ) -> Result<f64, BpttError> {
+    if lengths.is_empty() || n == 0 {
+        return Err(BpttError::Invalid(format!(
+            "an error rate needs sequences and lengths (got {n} sequences over {} lengths)",
+            lengths.len()
+        )));
+    }
+    let k = lengths.len();
     let mut errors = 0;
-    let mut done = 0;
-    while done < n {
-        let b = (n - done).min(1000);
-        let l = length(rng);
-        let batch = task.generate(rng, b, l)?;
-        errors += count_errors(trainer, model, &batch)?;
-        done += b;
+    for (i, &l) in lengths.iter().enumerate() {
+        let mut left = n / k + usize::from(i < n % k);
+        while left > 0 {
+            let b = left.min(1000);
+            let batch = task.generate(rng, b, l)?;
+            errors += count_errors(trainer, model, &batch)?;
+            left -= b;
+        }
     }
     Ok(errors as f64 / n as f64)
 }
@@ -435,6 +466,7 @@ fn train_in<T: RealField + Copy>(
     let (mut max_norm, mut clipped, mut safety) = (0.0f64, 0, 0);
     let mut diverged = false;
     let mut tested: Option<(u64, f64)> = None;
+    let test_lengths = spec.test_lengths();
     let mut n = 0;
     while n < h.updates {
         let len = spec.draw_length(&mut data);
@@ -458,9 +490,9 @@ fn train_in<T: RealField + Copy>(
                     &mut ws,
                     &model,
                     spec.task,
+                    &test_lengths,
                     h.eval_sequences,
                     &mut valid,
-                    |r| spec.draw_length(r),
                 )?)
             } else {
                 None
@@ -512,7 +544,12 @@ fn final_test(
     seed: u64,
 ) -> Result<f64, BpttError> {
     let mut rng = spec.stream(seed, &[3]);
-    error_rate(ws, model, spec.task, TEST_SEQUENCES, &mut rng, |r| {
-        spec.draw_length(r)
-    })
+    error_rate(
+        ws,
+        model,
+        spec.task,
+        &spec.test_lengths(),
+        TEST_SEQUENCES,
+        &mut rng,
+    )
 }
