@@ -262,7 +262,9 @@ impl Algorithm {
             Algorithm::MsgdCR => "msgd-cr",
         }
     }
-    fn id(self) -> u64 {
+    /// The algorithm's component of stream paths.
+    #[must_use]
+    pub fn id(self) -> u64 {
         self as u64
     }
     /// The paper's learning rate of the algorithm (for the cost summed over a chunk's steps).

@@ -10,6 +10,7 @@ pub mod driver;
 pub mod dynamics;
 pub mod language_model;
 pub mod lstm_vs_gru;
+pub mod music;
 pub mod pathological;
 pub mod sweep;
 pub mod tasks;
