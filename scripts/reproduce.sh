@@ -17,4 +17,5 @@ target/release/lstm-vs-gru --out results/lstm-vs-gru
 scripts/bench-lstm-vs-gru.sh   # the seconds axis of notebook 07 (results/lstm-vs-gru/ms_per_update.csv)
 [ -e data/manifest.json ] || scripts/fetch-data.sh   # the real data sets (PTB, chorales)
 target/release/language-model --out results/language-model
+target/release/music --out results/music
 BPTT_RESULTS="$PWD/results" .venv/bin/python scripts/run_notebooks.py --inplace notebooks/*.ipynb
