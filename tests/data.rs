@@ -4,6 +4,8 @@
 //! malformed roll. (The real export is checked by `scripts/export_data.py` against
 //! `scripts/data.sha256`; these tests do not need it.)
 
+mod cli;
+
 use std::path::{Path, PathBuf};
 
 use bptt::experiment::data::{
@@ -15,18 +17,7 @@ use bptt::experiment::data::{
 fn export(tag: &str, files: &[(&str, &str)]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("bptt-data-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut entries = serde_json::Map::new();
-    for (rel, text) in files {
-        let p = dir.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, text).unwrap();
-        entries.insert(
-            rel.to_string(),
-            serde_json::json!({"sha256": sha256_hex(text.as_bytes()), "bytes": text.len()}),
-        );
-    }
-    let manifest = serde_json::json!({"packages": {}, "files": entries});
-    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    cli::write_export(&dir, files);
     dir
 }
 

@@ -467,18 +467,8 @@ fn export(tag: &str) -> PathBuf {
         ("ptb/words.txt", "ab\nbac\ncca\n<eos>\n".to_string()),
     ];
     let dir = cli::temp_dir("lm-data", tag);
-    let mut entries = serde_json::Map::new();
-    for (rel, body) in &files {
-        let p = dir.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, body).unwrap();
-        entries.insert(
-            rel.to_string(),
-            serde_json::json!({"sha256": sha256_hex(body.as_bytes()), "bytes": body.len()}),
-        );
-    }
-    let manifest = serde_json::json!({"packages": {}, "files": entries});
-    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    let files: Vec<(&str, &str)> = files.iter().map(|(r, t)| (*r, t.as_str())).collect();
+    cli::write_export(&dir, &files);
     dir
 }
 

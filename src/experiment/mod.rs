@@ -34,3 +34,58 @@ pub fn closest_size(total: impl Fn(usize) -> usize, target: usize) -> usize {
         h += 1;
     }
 }
+
+/// An error naming the first `(flag, value)` that is not a positive finite number.
+pub(crate) fn check_positive(values: &[(&str, f64)]) -> Result<(), crate::error::BpttError> {
+    match values.iter().find(|(_, v)| !(*v > 0.0 && v.is_finite())) {
+        Some((what, v)) => Err(crate::error::BpttError::Invalid(format!(
+            "--{what} must be positive, got {v}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// An error unless Ω's weight α is ≥ 0 and its decay τ (if any) a positive number of updates.
+pub(crate) fn check_omega(alpha: f64, decay: Option<f64>) -> Result<(), crate::error::BpttError> {
+    if !(alpha >= 0.0 && alpha.is_finite()) {
+        return Err(crate::error::BpttError::Invalid(format!(
+            "--alpha must be ≥ 0, got {alpha}"
+        )));
+    }
+    if let Some(tau) = decay
+        && !(tau > 0.0 && tau.is_finite())
+    {
+        return Err(crate::error::BpttError::Invalid(format!(
+            "--omega-decay must be a positive number of updates, got {tau}"
+        )));
+    }
+    Ok(())
+}
+
+/// The statistics of a learning curve's window — the updates since its last logged point:
+/// the mean loss, the largest gradient norm (NaN once any is NaN) and the updates clipped.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Window {
+    sum_loss: f64,
+    max_norm: f64,
+    clipped: u64,
+    updates: u64,
+}
+
+impl Window {
+    pub(crate) fn add(&mut self, rec: &crate::train::trainer::Record) {
+        self.sum_loss += rec.loss;
+        self.max_norm = if rec.grad_norm.is_nan() || self.max_norm.is_nan() {
+            f64::NAN
+        } else {
+            self.max_norm.max(rec.grad_norm)
+        };
+        self.clipped += u64::from(rec.clipped);
+        self.updates += 1;
+    }
+    /// (mean loss, largest gradient norm, updates clipped), and a fresh window.
+    pub(crate) fn take(&mut self) -> (f64, f64, u64) {
+        let w = std::mem::take(self);
+        (w.sum_loss / w.updates as f64, w.max_norm, w.clipped)
+    }
+}

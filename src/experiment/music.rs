@@ -308,26 +308,8 @@ impl Hyper {
             ("lr-gated", self.lr_gated),
             ("clip", self.clip),
         ];
-        for (what, v) in positive {
-            if !(v > 0.0 && v.is_finite()) {
-                return Err(BpttError::Invalid(format!(
-                    "--{what} must be positive, got {v}"
-                )));
-            }
-        }
-        if !(self.alpha >= 0.0 && self.alpha.is_finite()) {
-            return Err(BpttError::Invalid(format!(
-                "--alpha must be ≥ 0, got {}",
-                self.alpha
-            )));
-        }
-        if let Some(tau) = self.omega_decay
-            && !(tau > 0.0 && tau.is_finite())
-        {
-            return Err(BpttError::Invalid(format!(
-                "--omega-decay must be a positive number of updates, got {tau}"
-            )));
-        }
+        crate::experiment::check_positive(&positive)?;
+        crate::experiment::check_omega(self.alpha, self.omega_decay)?;
         if !self.eval_every.is_multiple_of(self.log_every) {
             return Err(BpttError::Invalid(format!(
                 "--eval-every ({}) must be a multiple of --log-every ({})",
@@ -540,7 +522,7 @@ fn train_in<T: RealField + Copy>(
     let mut trainer = Trainer::new(&model, h.config(spec.cell, spec.algorithm, decay))?;
     let (mut x, mut y) = (DMatrix::zeros(0, 0), DMatrix::zeros(0, 0));
     let mut curve = Vec::new();
-    let (mut sum_loss, mut max_norm, mut clipped, mut window) = (0.0f64, 0.0f64, 0u64, 0u64);
+    let mut window = crate::experiment::Window::default();
     let (mut best_update, mut best_valid) = (0u64, f64::INFINITY);
     let mut final_valid = f64::NAN;
     let mut diverged = false;
@@ -559,14 +541,7 @@ fn train_in<T: RealField + Copy>(
         };
         let rec = trainer.update(&mut model, &batch)?;
         n += 1;
-        sum_loss += rec.loss;
-        max_norm = if rec.grad_norm.is_nan() || max_norm.is_nan() {
-            f64::NAN
-        } else {
-            max_norm.max(rec.grad_norm)
-        };
-        clipped += rec.clipped as u64;
-        window += 1;
+        window.add(&rec);
         let finite = model.net.params().is_finite() && model.readout.params().is_finite();
         let evaluate = n.is_multiple_of(h.eval_every) || n == h.updates || !finite;
         if n.is_multiple_of(h.log_every) || evaluate {
@@ -584,18 +559,18 @@ fn train_in<T: RealField + Copy>(
             } else {
                 None
             };
+            let (mean_loss, max_grad_norm, clipped) = window.take();
             curve.push(CurvePoint {
                 update: n,
                 epoch: n as f64 / per_epoch as f64,
-                train_nll: sum_loss / window as f64,
+                train_nll: mean_loss,
                 grad_norm: rec.grad_norm,
-                max_grad_norm: max_norm,
+                max_grad_norm,
                 clipped,
                 omega: rec.omega,
                 omega_weight: rec.omega_weight,
                 valid_nll,
             });
-            (sum_loss, max_norm, clipped, window) = (0.0, 0.0, 0, 0);
             if !finite {
                 diverged = true;
                 final_valid = f64::NAN;

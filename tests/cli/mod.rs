@@ -174,3 +174,24 @@ pub fn assert_bad_flags_exit_2(
         assert!(!dir.exists(), "{flags:?} wrote {}", dir.display());
     }
 }
+
+/// Write `files` (paths relative to `dir`, and their text) and their `manifest.json` — the
+/// layout `scripts/fetch-data.sh` exports and `bptt::experiment::data::Manifest` checks.
+#[cfg(feature = "experiments")]
+pub fn write_export(dir: &Path, files: &[(&str, &str)]) {
+    let mut entries = serde_json::Map::new();
+    for (rel, text) in files {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        entries.insert(
+            rel.to_string(),
+            serde_json::json!({
+                "sha256": bptt::experiment::data::sha256_hex(text.as_bytes()),
+                "bytes": text.len()
+            }),
+        );
+    }
+    let manifest = serde_json::json!({"packages": {}, "files": entries});
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+}
