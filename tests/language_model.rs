@@ -474,7 +474,7 @@ fn export(tag: &str) -> PathBuf {
 
 /// The flags of a small run on `data`, with `set`'s values replacing the defaults (or added).
 fn small_args(data: &Path, set: &[(&str, &str)]) -> Vec<String> {
-    let mut flags: Vec<(&str, &str)> = vec![
+    let defaults = [
         ("--hidden", "8"),
         ("--batch", "4"),
         ("--steps", "10"),
@@ -486,21 +486,7 @@ fn small_args(data: &Path, set: &[(&str, &str)]) -> Vec<String> {
         ("--sample", "20"),
         ("--train-eval-symbols", "0"),
     ];
-    for &(k, v) in set {
-        match flags.iter_mut().find(|(f, _)| *f == k) {
-            Some(slot) => slot.1 = v,
-            None => flags.push((k, v)),
-        }
-    }
-    let mut a = vec![
-        "--data".to_string(),
-        data.to_str().unwrap().into(),
-        "--quiet".into(),
-    ];
-    for (k, v) in flags {
-        a.extend([k.to_string(), v.to_string()]);
-    }
-    a
+    cli::data_args(data, &defaults, set)
 }
 
 const TABLES: [&str; 3] = ["curves.csv", "runs.csv", "samples.csv"];

@@ -424,7 +424,7 @@ fn export(tag: &str) -> PathBuf {
 }
 
 fn small_args(data: &Path, set: &[(&str, &str)]) -> Vec<String> {
-    let mut flags: Vec<(&str, &str)> = vec![
+    let defaults = [
         ("--hidden", "6"),
         ("--batch", "3"),
         ("--steps", "6"),
@@ -434,21 +434,7 @@ fn small_args(data: &Path, set: &[(&str, &str)]) -> Vec<String> {
         ("--sample", "6"),
         ("--seeds", "2"),
     ];
-    for &(k, v) in set {
-        match flags.iter_mut().find(|(f, _)| *f == k) {
-            Some(slot) => slot.1 = v,
-            None => flags.push((k, v)),
-        }
-    }
-    let mut a = vec![
-        "--data".to_string(),
-        data.to_str().unwrap().into(),
-        "--quiet".into(),
-    ];
-    for (k, v) in flags {
-        a.extend([k.to_string(), v.to_string()]);
-    }
-    a
+    cli::data_args(data, &defaults, set)
 }
 
 const TABLES: [&str; 3] = ["curves.csv", "runs.csv", "samples.csv"];

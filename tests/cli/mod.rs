@@ -195,3 +195,24 @@ pub fn write_export(dir: &Path, files: &[(&str, &str)]) {
     let manifest = serde_json::json!({"packages": {}, "files": entries});
     std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
 }
+
+/// `--data <data> --quiet` and the flags of `defaults`, each replaced by its value in `set`
+/// (and `set`'s other flags added): the arguments of a small run on a tiny export.
+pub fn data_args(data: &Path, defaults: &[(&str, &str)], set: &[(&str, &str)]) -> Vec<String> {
+    let mut flags: Vec<(&str, &str)> = defaults.to_vec();
+    for &(k, v) in set {
+        match flags.iter_mut().find(|(f, _)| *f == k) {
+            Some(slot) => slot.1 = v,
+            None => flags.push((k, v)),
+        }
+    }
+    let mut a = vec![
+        "--data".to_string(),
+        data.to_str().unwrap().into(),
+        "--quiet".into(),
+    ];
+    for (k, v) in flags {
+        a.extend([k.to_string(), v.to_string()]);
+    }
+    a
+}
