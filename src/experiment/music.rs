@@ -146,16 +146,22 @@ impl Pairs {
     /// empty past the streams' end.
     #[must_use]
     pub fn chunk(&self, batch: usize, steps: usize, chunk: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.chunk_into(batch, steps, chunk, &mut out);
+        out
+    }
+
+    /// [`Pairs::chunk`] into `out` (cleared first): the training loop reuses one buffer.
+    pub fn chunk_into(&self, batch: usize, steps: usize, chunk: usize, out: &mut Vec<usize>) {
         let per_stream = self.len() / batch.max(1);
         let t0 = chunk * steps;
         let n = steps.min(per_stream.saturating_sub(t0));
-        let mut out = Vec::with_capacity(n * batch);
+        out.clear();
         for t in 0..n {
             for b in 0..batch {
                 out.push(b * per_stream + t0 + t);
             }
         }
-        out
     }
 }
 
@@ -521,6 +527,7 @@ fn train_in<T: RealField + Copy>(
     let mut model: MusicModel<T> = best.rescalar();
     let mut trainer = Trainer::new(&model, h.config(spec.cell, spec.algorithm, decay))?;
     let (mut x, mut y) = (DMatrix::zeros(0, 0), DMatrix::zeros(0, 0));
+    let mut positions = Vec::new();
     let mut curve = Vec::new();
     let mut window = crate::experiment::Window::default();
     let (mut best_update, mut best_valid) = (0u64, f64::INFINITY);
@@ -533,7 +540,8 @@ fn train_in<T: RealField + Copy>(
         if chunk == 0 {
             trainer.reset_state();
         }
-        pairs.write(&pairs.chunk(h.batch, h.steps, chunk), &mut x, &mut y);
+        pairs.chunk_into(h.batch, h.steps, chunk, &mut positions);
+        pairs.write(&positions, &mut x, &mut y);
         let batch = trainer::Batch {
             inputs: Inputs::Dense(MatRef::from(&x)),
             batch: h.batch,
