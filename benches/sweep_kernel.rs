@@ -2,7 +2,7 @@
 //! m = 32, T = 100, B = 16): the vanilla forward/backward kernel, the eigenvalue solver (ours
 //! and faer's complete one, per 16 matrices), σ_max, and one whole matrix. `cargo bench --bench sweep_kernel`.
 
-use bptt::experiment::sweep::{Sizes, Workspace, loss_direction, run_matrix};
+use bptt::experiment::sweep::{Sizes, Theory, Workspace, loss_direction, run_matrix};
 use bptt::nn::activation::Activation;
 use bptt::nn::cell::{Cell, CellFamily};
 use bptt::nn::cells::CellKind;
@@ -140,6 +140,7 @@ fn bench(c: &mut Criterion) {
                 SIZES,
                 0,
                 &v,
+                Theory::NONE,
             )
         })
     });

@@ -1,9 +1,13 @@
 //! `spectral-sweep`: how ‖∂L/∂h_k‖ decays with the distance T − k, as a function of the spectral
 //! radius ρ of the recurrent matrix, for every cell, over thousands of random matrices.
 //!
+//! Beside each measured decay rate, the theories of it: the mean-field prediction (vanilla cells)
+//! and the finite-time Lyapunov spectrum of the backward Jacobian product (every cell).
+//!
 //! Output (schemas in experiments/README.md): `spectral_sweep.csv` (one row per cell, ensemble,
-//! ρ, matrix, k), `summary.csv` (one row per cell, ensemble, ρ) and `spectral_sweep.json`
-//! (provenance). Exit status: 0 done, 1 I/O failure, 2 bad arguments.
+//! ρ, matrix, k), `matrices.csv` (one row per matrix: the measured rate beside the theories),
+//! `lyapunov.csv` (one row per matrix and exponent), `summary.csv` (one row per cell, ensemble,
+//! ρ) and `spectral_sweep.json` (provenance). Exit status: 0 done, 1 I/O failure, 2 bad arguments.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -11,7 +15,7 @@ use std::process::ExitCode;
 use bptt::experiment::driver::{
     self, CommonArgs, Context, Experiment, Outputs, Rows, ShardArgs, Summary, Table,
 };
-use bptt::experiment::sweep::{MatrixResult, Sizes, Workspace, loss_direction, run_matrix};
+use bptt::experiment::sweep::{MatrixResult, Sizes, Theory, Workspace, loss_direction, run_matrix};
 use bptt::nn::cell::Cell;
 use bptt::nn::cells::CellKind;
 use bptt::numerics::spectral::Ensemble;
@@ -35,6 +39,39 @@ struct LongRow<'a> {
     nonfinite: u8,
 }
 
+/// One row of `matrices.csv`: one matrix's measured decay rate beside the theories of it.
+#[derive(serde::Serialize, Default)]
+struct MatrixRow<'a> {
+    cell: &'a str,
+    ensemble: &'a str,
+    rho: f64,
+    matrix: usize,
+    spectral_radius: f64,
+    sigma_max: f64,
+    weight_scale: f64,
+    input_var: f64,
+    decay_rate: f64,
+    pascanu_slope: f64,
+    mean_field_slope: f64,
+    mean_field_asymptotic: f64,
+    mean_field_q: f64,
+    lyapunov_exponents: usize,
+    lyapunov_top: f64,
+    lyapunov_above: usize,
+    nonfinite: u8,
+}
+
+/// One row of `lyapunov.csv`: exponent i (0 = the largest) of one matrix.
+#[derive(serde::Serialize, Default)]
+struct LyapunovRow<'a> {
+    cell: &'a str,
+    ensemble: &'a str,
+    rho: f64,
+    matrix: usize,
+    i: usize,
+    exponent: f64,
+}
+
 /// One row of `summary.csv`: the decay rates of one cell, ensemble and ρ over its matrices.
 #[derive(serde::Serialize, serde::Deserialize, Default)]
 struct SummaryRow {
@@ -55,6 +92,12 @@ struct SummaryRow {
     log10_grad_norm_k0_mean: f64,
     spectral_radius_mean: f64,
     sigma_max_mean: f64,
+    weight_scale_mean: f64,
+    pascanu_slope_mean: f64,
+    mean_field_slope_mean: f64,
+    mean_field_asymptotic_mean: f64,
+    lyapunov_top_mean: f64,
+    lyapunov_above_mean: f64,
 }
 
 #[derive(Parser, Debug, serde::Serialize)]
@@ -99,6 +142,15 @@ struct Args {
     /// Sequences per matrix B (the batch, as GEMM columns) [default: 16]
     #[arg(long)]
     batch: Option<usize>,
+    /// Lyapunov exponents per matrix: all (every direction of the state; an LSTM's [h; c] has 2n), a number N (the N largest) or 0 (none) [default: all; preset: 0]
+    #[arg(long, value_name = "all|N", value_parser = parse_exponents)]
+    lyapunov: Option<usize>,
+    /// Steps between the QR re-orthonormalisations of the Lyapunov computation [default: 5]
+    #[arg(long, value_name = "STEPS")]
+    qr_every: Option<usize>,
+    /// A direction survives if its Lyapunov exponent (nats per step) is at least this: matrices.csv's lyapunov_above counts them [default: -0.1, a factor e^-10 over 100 steps]
+    #[arg(long, value_name = "NATS", allow_hyphen_values = true)]
+    lyapunov_threshold: Option<f64>,
     /// Preset workload: sweep-tanh-128 = the peers' workload in experiments/peers (rnn-tanh, gaussian, n=128, m=32, T=100, B=16, 21 radii in [0.5, 1.5], 100 matrices each); explicit flags override it
     #[arg(long, value_parser = ["sweep-tanh-128"])]
     preset: Option<String>,
@@ -117,6 +169,16 @@ thread_local! {
     /// The sweep's workspace of this worker thread, with the hidden size it was built for.
     static WORKSPACE: std::cell::RefCell<Option<(usize, Workspace)>> =
         const { std::cell::RefCell::new(None) };
+}
+
+/// `--lyapunov`: `all` (usize::MAX, clamped to each cell's state size), or a count.
+fn parse_exponents(s: &str) -> Result<usize, String> {
+    match s {
+        "all" => Ok(usize::MAX),
+        _ => s
+            .parse()
+            .map_err(|_| format!("expected 'all' or a number of exponents, got '{s}'")),
+    }
 }
 
 fn parse_cell(s: &str) -> Result<CellKind, String> {
@@ -146,6 +208,13 @@ struct Plan {
     matrices: usize,
     sizes: Sizes,
     seed: u64,
+    /// `all` or the number of Lyapunov exponents per matrix (`0`: none).
+    lyapunov: String,
+    qr_every: usize,
+    lyapunov_threshold: f64,
+    /// The same, for the computation (`usize::MAX`: all).
+    #[serde(skip)]
+    theory: Theory,
     #[serde(skip)]
     cell_values: Vec<CellKind>,
     #[serde(skip)]
@@ -249,6 +318,16 @@ fn plan(args: &Args) -> Result<Plan, String> {
         }
     }
     let rho = parse_rho(args.rho.as_deref().unwrap_or("0.5:1.5:0.05"))?;
+    let theory = Theory {
+        lyapunov_exponents: args.lyapunov.unwrap_or(if preset { 0 } else { usize::MAX }),
+        qr_every: pick(args.qr_every, 5, 5, "qr-every")?,
+    };
+    let lyapunov_threshold = args.lyapunov_threshold.unwrap_or(-0.1);
+    if !lyapunov_threshold.is_finite() {
+        return Err(format!(
+            "--lyapunov-threshold must be a finite number of nats per step, got {lyapunov_threshold}"
+        ));
+    }
     // what one chunk (one cell × ensemble × ρ) holds at once: every worker's workspace (the
     // largest cell's tape, weights and eigenvalue buffers) and the chunk's results and CSV rows
     let (n, d, t, b) = (
@@ -270,13 +349,25 @@ fn plan(args: &Args) -> Result<Plan, String> {
         let weights = (4 * n).checked_mul(n.checked_add(d)?)?.checked_mul(2)?;
         let eigen = n.checked_mul(n)?.checked_mul(6)?;
         let inputs = d.checked_mul(t.checked_mul(b)?)?;
+        // the Lyapunov segments: a tape of k steps × p columns, its inputs, one trajectory
+        let p = (2 * n).min(theory.lyapunov_exponents as u128);
+        let k = theory.qr_every as u128;
+        let lyapunov = (7 * n)
+            .checked_mul(2)?
+            .checked_mul((k + 1).checked_mul(p)?)?
+            .checked_mul(3)?
+            .checked_add(d.checked_mul(k.checked_mul(p)?)?)?
+            .checked_add((2 * n).checked_mul(t + 1)?.checked_mul(2)?)?;
         let per_worker = tape
+            .checked_add(lyapunov)?
             .checked_add(weights)?
             .checked_add(eigen)?
             .checked_add(inputs)?
             .checked_mul(8)?;
-        // per matrix: two T+1 vectors and T+1 CSV rows of ~200 bytes
-        let per_matrix = (t + 1).checked_mul(16 + 200)?;
+        // per matrix: two T+1 vectors and T+1 CSV rows of ~200 bytes, p exponents and their rows
+        let per_matrix = (t + 1)
+            .checked_mul(16 + 200)?
+            .checked_add(p.checked_mul(8 + 100)?)?;
         per_worker
             .checked_mul(workers)?
             .checked_add((matrices as u128).checked_mul(per_matrix)?)
@@ -295,13 +386,20 @@ fn plan(args: &Args) -> Result<Plan, String> {
         matrices,
         sizes,
         seed: args.shard.seed,
+        lyapunov: match theory.lyapunov_exponents {
+            usize::MAX => "all".to_string(),
+            e => e.to_string(),
+        },
+        qr_every: theory.qr_every,
+        lyapunov_threshold,
+        theory,
         cell_values: cells,
         ensemble_values: ensembles,
     })
 }
 
-/// The rows of one chunk (one cell × ensemble × ρ): the long rows of every matrix and step,
-/// and the chunk's summary row.
+/// The rows of one chunk (one cell × ensemble × ρ): the long rows of every matrix and step, one
+/// row per matrix with the theories, the Lyapunov exponents, and the chunk's summary row.
 fn chunk_rows(
     plan: &Plan,
     cell: CellKind,
@@ -310,9 +408,10 @@ fn chunk_rows(
     results: &[MatrixResult],
 ) -> Rows {
     let steps = plan.sizes.steps;
-    let mut rows = Rows::new(2);
+    let mut rows = Rows::new(4);
     // Pascanu's bound (γ σ_max)^{T−k}, where it applies (the vanilla cells)
     let gamma = cell.zeros::<f64>(1, 1).derivative_bound();
+    let pascanu_slope = |r: &MatrixResult| gamma.map_or(f64::NAN, |g| (g * r.sigma_max).ln());
     let ensemble = ens.to_string();
     for (m, r) in results.iter().enumerate() {
         for k in 0..=steps {
@@ -332,6 +431,41 @@ fn chunk_rows(
                         .map_or(f64::NAN, |g| (g * r.sigma_max).powi((steps - k) as i32)),
                     decay_rate: r.decay_rate,
                     nonfinite: u8::from(r.nonfinite),
+                },
+            );
+        }
+        rows.push(
+            1,
+            &MatrixRow {
+                cell: cell.name(),
+                ensemble: &ensemble,
+                rho,
+                matrix: m,
+                spectral_radius: r.spectral_radius,
+                sigma_max: r.sigma_max,
+                weight_scale: r.weight_scale,
+                input_var: r.input_var,
+                decay_rate: r.decay_rate,
+                pascanu_slope: pascanu_slope(r),
+                mean_field_slope: r.mean_field_slope,
+                mean_field_asymptotic: r.mean_field_asymptotic,
+                mean_field_q: r.mean_field_q,
+                lyapunov_exponents: r.lyapunov.len(),
+                lyapunov_top: r.lyapunov.first().copied().unwrap_or(f64::NAN),
+                lyapunov_above: above(&r.lyapunov, plan.lyapunov_threshold),
+                nonfinite: u8::from(r.nonfinite),
+            },
+        );
+        for (i, &exponent) in r.lyapunov.iter().enumerate() {
+            rows.push(
+                2,
+                &LyapunovRow {
+                    cell: cell.name(),
+                    ensemble: &ensemble,
+                    rho,
+                    matrix: m,
+                    i,
+                    exponent,
                 },
             );
         }
@@ -361,8 +495,14 @@ fn chunk_rows(
     let avg = |f: &dyn Fn(&MatrixResult) -> f64| {
         results.iter().map(f).sum::<f64>() / results.len() as f64
     };
+    // the mean over the matrices where the value is finite (NaN if none is)
+    let finite_avg = |f: &dyn Fn(&MatrixResult) -> f64| {
+        let v: Vec<f64> = results.iter().map(f).filter(|x| x.is_finite()).collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    let with_lyapunov = results.iter().any(|r| !r.lyapunov.is_empty());
     rows.push(
-        1,
+        3,
         &SummaryRow {
             cell: cell.name().to_string(),
             ensemble,
@@ -381,9 +521,24 @@ fn chunk_rows(
             log10_grad_norm_k0_mean: avg(&|r| r.log10_grad_norm[0]),
             spectral_radius_mean: avg(&|r| r.spectral_radius),
             sigma_max_mean: avg(&|r| r.sigma_max),
+            weight_scale_mean: avg(&|r| r.weight_scale),
+            pascanu_slope_mean: avg(&pascanu_slope),
+            mean_field_slope_mean: finite_avg(&|r| r.mean_field_slope),
+            mean_field_asymptotic_mean: finite_avg(&|r| r.mean_field_asymptotic),
+            lyapunov_top_mean: finite_avg(&|r| r.lyapunov.first().copied().unwrap_or(f64::NAN)),
+            lyapunov_above_mean: if with_lyapunov {
+                avg(&|r| above(&r.lyapunov, plan.lyapunov_threshold) as f64)
+            } else {
+                f64::NAN
+            },
         },
     );
     rows
+}
+
+/// How many exponents are at least `threshold` (NaN and −∞ never are).
+fn above(exponents: &[f64], threshold: f64) -> usize {
+    exponents.iter().filter(|&&l| l >= threshold).count()
 }
 
 /// The sweep as a driver experiment: one chunk per (cell, ensemble, ρ), the matrices of a chunk
@@ -405,6 +560,8 @@ impl Experiment for Sweep {
     fn tables(&self) -> Vec<Table> {
         vec![
             Table::of::<LongRow>("spectral_sweep.csv"),
+            Table::of::<MatrixRow>("matrices.csv"),
+            Table::of::<LyapunovRow>("lyapunov.csv"),
             Table::of::<SummaryRow>("summary.csv"),
         ]
     }
@@ -431,7 +588,18 @@ impl Experiment for Sweep {
                                 .1
                         }
                     };
-                    run_matrix(ws, cell, ens, rho, r, m, plan.sizes, plan.seed, &self.v)
+                    run_matrix(
+                        ws,
+                        cell,
+                        ens,
+                        rho,
+                        r,
+                        m,
+                        plan.sizes,
+                        plan.seed,
+                        &self.v,
+                        plan.theory,
+                    )
                 });
                 ctx.progress(1);
                 res
@@ -456,8 +624,19 @@ impl Experiment for Sweep {
     }
 }
 
-/// Per ensemble, a ρ × cell table of the mean decay rates.
+/// Per ensemble, ρ × cell tables of the mean measured decay rates, the mean-field predictions
+/// and the top Lyapunov exponents (a theory's table only where it has a value).
 fn decay_table(rows: &[SummaryRow]) -> String {
+    type Column = fn(&SummaryRow) -> f64;
+    let quantities: [(&str, Column); 3] = [
+        ("measured decay rate d(ln‖∂L/∂h_k‖)/d(T−k)", |r| {
+            r.decay_mean
+        }),
+        ("mean-field prediction of the decay rate", |r| {
+            r.mean_field_slope_mean
+        }),
+        ("top Lyapunov exponent", |r| r.lyapunov_top_mean),
+    ];
     fn unique<'a>(it: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
         let mut v: Vec<&str> = Vec::new();
         for x in it {
@@ -470,34 +649,49 @@ fn decay_table(rows: &[SummaryRow]) -> String {
     let cells = unique(rows.iter().map(|r| r.cell.as_str()));
     let mut text = String::new();
     for ens in unique(rows.iter().map(|r| r.ensemble.as_str())) {
-        writeln!(
-            text,
-            "\nmean decay rate d(ln‖∂L/∂h_k‖)/d(T−k), ensemble {ens}:"
-        )
-        .unwrap();
-        write!(text, "{:>7} {:>9}", "rho", "ln rho").unwrap();
-        for c in &cells {
-            write!(text, " {c:>16}").unwrap();
-        }
-        let mut rhos: Vec<f64> = Vec::new();
-        for r in rows.iter().filter(|r| r.ensemble == ens) {
-            if !rhos.contains(&r.rho) {
-                rhos.push(r.rho);
+        for (i, (title, column)) in quantities.into_iter().enumerate() {
+            // the measurement always; a theory where it has a value
+            let of_ens = || rows.iter().filter(|r| r.ensemble == ens);
+            if i > 0 && !of_ens().any(|r| column(r).is_finite()) {
+                continue;
             }
+            quantity_table(&mut text, rows, ens, &cells, title, column);
         }
-        for rho in rhos {
-            write!(text, "\n{rho:>7.3} {:>9.4}", rho.ln()).unwrap();
-            for c in &cells {
-                let mean = rows
-                    .iter()
-                    .find(|r| r.ensemble == ens && r.rho == rho && r.cell == *c)
-                    .map_or(f64::NAN, |r| r.decay_mean);
-                write!(text, " {mean:>16.5}").unwrap();
-            }
-        }
-        text.push('\n');
     }
     text
+}
+
+/// One ρ × cell table of `column` for ensemble `ens`.
+fn quantity_table(
+    text: &mut String,
+    rows: &[SummaryRow],
+    ens: &str,
+    cells: &[&str],
+    title: &str,
+    column: fn(&SummaryRow) -> f64,
+) {
+    writeln!(text, "\nmean {title}, ensemble {ens}:").unwrap();
+    write!(text, "{:>7} {:>9}", "rho", "ln rho").unwrap();
+    for c in cells {
+        write!(text, " {c:>16}").unwrap();
+    }
+    let mut rhos: Vec<f64> = Vec::new();
+    for r in rows.iter().filter(|r| r.ensemble == ens) {
+        if !rhos.contains(&r.rho) {
+            rhos.push(r.rho);
+        }
+    }
+    for rho in rhos {
+        write!(text, "\n{rho:>7.3} {:>9.4}", rho.ln()).unwrap();
+        for c in cells {
+            let mean = rows
+                .iter()
+                .find(|r| r.ensemble == ens && r.rho == rho && r.cell == *c)
+                .map_or(f64::NAN, column);
+            write!(text, " {mean:>16.5}").unwrap();
+        }
+    }
+    text.push('\n');
 }
 
 fn main() -> ExitCode {

@@ -4,6 +4,7 @@
 
 mod cli;
 
+use approx::assert_relative_eq;
 use cli::read;
 use std::path::{Path, PathBuf};
 
@@ -83,19 +84,111 @@ fn csv_schema_and_sidecar() {
     let summary = read(&dir, "summary.csv");
     assert_eq!(summary.lines().count(), 1 + cells * 3 * 3);
     assert!(summary.starts_with("cell,ensemble,rho,ln_rho,matrices,nonfinite,redraws,decay_mean,"));
+    check_theory_tables(&dir, cells * 3 * 3 * 3, 6);
     let meta: serde_json::Value = serde_json::from_str(&read(&dir, "spectral_sweep.json")).unwrap();
     assert_eq!(meta["experiment"], "spectral-sweep");
     assert_eq!(meta["shard"], "1/1");
     assert_eq!(
         meta["outputs"],
-        serde_json::json!(["spectral_sweep.csv", "summary.csv"])
+        serde_json::json!([
+            "spectral_sweep.csv",
+            "matrices.csv",
+            "lyapunov.csv",
+            "summary.csv"
+        ])
     );
+    assert_eq!(meta["plan"]["lyapunov"], "all");
     assert_eq!(meta["invocations"].as_array().unwrap().len(), 1);
     assert_eq!(meta["results"]["matrices"], cells * 3 * 3 * 3);
     assert!(
         !dir.join("chunks").exists(),
         "chunks are removed after a complete run"
     );
+}
+
+/// `matrices.csv` and `lyapunov.csv`: one row per matrix and per exponent, the mean-field columns
+/// for exactly the vanilla cells, and identities that hold whatever the matrix: the linear
+/// cell's predicted rate is ln g (χ = g² for every q), ReLU's is ln g − ½ ln 2 (χ = g²/2), a
+/// linear cell with a scaled orthogonal W_hh has every Lyapunov exponent ln ρ, and the counts
+/// and maxima agree with the exponents listed.
+fn check_theory_tables(dir: &Path, matrices: usize, hidden: usize) {
+    let text = read(dir, "matrices.csv");
+    let mut rows = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = rows.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(
+        header,
+        [
+            "cell",
+            "ensemble",
+            "rho",
+            "matrix",
+            "spectral_radius",
+            "sigma_max",
+            "weight_scale",
+            "input_var",
+            "decay_rate",
+            "pascanu_slope",
+            "mean_field_slope",
+            "mean_field_asymptotic",
+            "mean_field_q",
+            "lyapunov_exponents",
+            "lyapunov_top",
+            "lyapunov_above",
+            "nonfinite"
+        ]
+    );
+    let records: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), matrices);
+    let exponents = read(dir, "lyapunov.csv");
+    let mut by_matrix: std::collections::HashMap<String, Vec<f64>> = Default::default();
+    for line in exponents.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        by_matrix
+            .entry(f[..4].join(","))
+            .or_default()
+            .push(f[5].parse().unwrap());
+    }
+    for r in &records {
+        let f = |i: usize| r[i].parse::<f64>().unwrap();
+        let (cell, ensemble) = (&r[0], &r[1]);
+        let (rho, g, mf, count) = (f(2), f(6), f(10), f(13) as usize);
+        let state = if cell == "lstm" { 2 * hidden } else { hidden };
+        assert_eq!(count, state, "{r:?}");
+        let l = &by_matrix[&r.iter().take(4).collect::<Vec<_>>().join(",")];
+        assert_eq!(l.len(), count);
+        assert!(l.windows(2).all(|w| w[0] >= w[1] || w[1].is_nan()), "{l:?}");
+        assert_eq!(f(14).to_bits(), l[0].to_bits());
+        let threshold = -0.1;
+        assert_eq!(
+            f(15) as usize,
+            l.iter().filter(|&&x| x >= threshold).count()
+        );
+        if cell.starts_with("rnn-") {
+            assert!(mf.is_finite() && f(11).is_finite(), "{r:?}");
+            assert!(f(9).is_finite(), "{r:?}");
+        } else {
+            assert!(mf.is_nan() && f(11).is_nan() && f(12).is_nan() && f(9).is_nan());
+        }
+        match cell {
+            "rnn-linear" => {
+                assert_relative_eq!(mf, g.ln(), epsilon = 1e-12, max_relative = 1e-12);
+                if ensemble == "orthogonal" {
+                    // W_hh = ρ Q: ‖W‖_F/√n = ρ, and every exponent is ln ρ
+                    assert_relative_eq!(g, rho, epsilon = 1e-14, max_relative = 1e-13);
+                    for x in l {
+                        assert_relative_eq!(*x, rho.ln(), epsilon = 1e-12, max_relative = 1e-12);
+                    }
+                }
+            }
+            "rnn-relu" => assert_relative_eq!(
+                mf,
+                g.ln() - 0.5 * 2f64.ln(),
+                epsilon = 1e-12,
+                max_relative = 1e-12
+            ),
+            _ => {}
+        }
+    }
 }
 
 #[test]
@@ -115,7 +208,9 @@ fn output_is_byte_identical_for_any_thread_count_and_shard_split() {
     with(&dirs[1], &["--threads", "2"]);
     let full = read(&dirs[0], "spectral_sweep.csv");
     assert_eq!(full, read(&dirs[1], "spectral_sweep.csv"));
-    assert_eq!(read(&dirs[0], "summary.csv"), read(&dirs[1], "summary.csv"));
+    for table in ["matrices.csv", "lyapunov.csv", "summary.csv"] {
+        assert_eq!(read(&dirs[0], table), read(&dirs[1], table), "{table}");
+    }
     for (k, dir) in dirs[2..5].iter().enumerate() {
         with(dir, &["--shard", &format!("{}/3", k + 1), "--threads", "2"]);
     }
@@ -144,7 +239,9 @@ fn output_is_byte_identical_for_any_thread_count_and_shard_split() {
         ],
     );
     assert_eq!(read(&dirs[5], "spectral_sweep.csv"), full);
-    assert_eq!(read(&dirs[5], "summary.csv"), read(&dirs[0], "summary.csv"));
+    for table in ["matrices.csv", "lyapunov.csv", "summary.csv"] {
+        assert_eq!(read(&dirs[5], table), read(&dirs[0], table), "{table}");
+    }
 }
 
 #[test]
@@ -178,7 +275,12 @@ fn a_killed_run_resumes_to_identical_bytes() {
         "sweep",
         args,
         (5, 60, "spectral_sweep.csv"),
-        &["spectral_sweep.csv", "summary.csv"],
+        &[
+            "spectral_sweep.csv",
+            "matrices.csv",
+            "lyapunov.csv",
+            "summary.csv",
+        ],
     );
     let meta: serde_json::Value =
         serde_json::from_str(&read(&killed, "spectral_sweep.json")).unwrap();
@@ -236,6 +338,12 @@ fn bad_flags_exit_2_with_a_clear_message() {
             ),
             (vec!["--threads", "0"], "--threads must be at least 1"),
             (vec!["--preset", "huge"], "huge"),
+            (vec!["--lyapunov", "some"], "expected 'all' or a number"),
+            (vec!["--qr-every", "0"], "--qr-every must be at least 1"),
+            (
+                vec!["--lyapunov-threshold", "nan"],
+                "--lyapunov-threshold must be",
+            ),
             // refused before anything is allocated or written
             (vec!["--hidden", "1000000"], "this plan needs about"),
             (

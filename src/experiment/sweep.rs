@@ -4,6 +4,14 @@
 //!
 //! Every cell runs through the engine ([`crate::nn::engine`]) in its state-gradients-only mode
 //! ([`Want::STATES_ONLY`]): the code the property tests check is the code that measures.
+//!
+//! Beside the measurement, two theories of the same decay rate, per matrix:
+//! - the **mean-field** prediction ([`crate::numerics::meanfield`]) for the vanilla cells, at the
+//!   matrix's own scale `g = ‖W_hh‖_F/√n` and input variance `‖W_ih‖_F²/n` (the inputs have unit
+//!   variance): the predicted `ln‖∂L/∂h_k‖` over the same T steps from `h_0 = 0`, fitted like the
+//!   measurement, and the asymptotic `½ ln χ(q*)`;
+//! - the finite-time **Lyapunov spectrum** of the backward Jacobian product along the first
+//!   sequence of the batch ([`Workspace::lyapunov`], every cell, through the engine).
 
 use crate::nn::engine::{self, Inputs, MatRef, Tape, Upstream, Want};
 use nalgebra::{DMatrix, DVector, DVectorView};
@@ -14,6 +22,8 @@ use crate::nn::cell::{WEIGHT_HH, WEIGHT_IH};
 use crate::nn::cells::{AnyCell, CellKind};
 use crate::nn::sequence::Truncation;
 use crate::numerics::hqr::NoConvergence;
+use crate::numerics::lyapunov::Benettin;
+use crate::numerics::meanfield::{self, GaussHermite};
 use crate::numerics::spectral::{EigenWorkspace, Ensemble, gaussian, sigma_max};
 use crate::rng::{Rng, stream};
 
@@ -28,6 +38,24 @@ pub struct Sizes {
     pub steps: usize,
     /// B, sequences per matrix.
     pub batch: usize,
+}
+
+/// What a sweep computes besides the measurement: the Lyapunov spectrum's size and QR interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Theory {
+    /// How many of the largest Lyapunov exponents to compute (0: none; more than the state size
+    /// S: all S).
+    pub lyapunov_exponents: usize,
+    /// Steps between QR re-orthonormalisations (≥ 1).
+    pub qr_every: usize,
+}
+
+impl Theory {
+    /// No Lyapunov spectrum (the mean-field prediction is always computed: it costs microseconds).
+    pub const NONE: Theory = Theory {
+        lyapunov_exponents: 0,
+        qr_every: 1,
+    };
 }
 
 /// Everything measured on one matrix.
@@ -50,6 +78,22 @@ pub struct MatrixResult {
     /// Whether any gradient norm is NaN or ∞, or exactly 0 so that its log is −∞ (an exploded
     /// network; a gradient that underflowed; a dead ReLU network).
     pub nonfinite: bool,
+    /// The matrix's scale `g = ‖W_hh‖_F / √(G·n)` (G gate blocks): the mean-field theory's g for
+    /// entries of variance g²/n.
+    pub weight_scale: f64,
+    /// `‖W_ih‖_F² / (G·n)`: the variance of a unit's input drive `W_ih x_t` (unit-variance x).
+    pub input_var: f64,
+    /// The mean-field prediction of `decay_rate`: the same least-squares slope, of the predicted
+    /// `ln‖∂L/∂h_k‖` over the same T steps (NaN for the gated cells).
+    pub mean_field_slope: f64,
+    /// The mean-field asymptotic rate `½ ln χ(q*)` (NaN for the gated cells).
+    pub mean_field_asymptotic: f64,
+    /// The mean-field fixed point q* of the pre-activation variance (NaN where none exists —
+    /// linear with g ≥ 1, ReLU with g² ≥ 2 — and for the gated cells).
+    pub mean_field_q: f64,
+    /// The largest finite-time Lyapunov exponents of the backward state-Jacobian product of the
+    /// batch's first sequence, largest first (empty unless [`Theory::lyapunov_exponents`] > 0).
+    pub lyapunov: Vec<f64>,
 }
 
 /// The fixed unit vector `v` of the loss `L = Σ_b v·h_T^{(b)}`, drawn once per seed.
@@ -106,6 +150,14 @@ pub struct Workspace {
     eig: EigenWorkspace,
     /// The cells measured, built once and refilled with each matrix's weights.
     cell: Option<AnyCell<f64>>,
+    /// Gauss–Hermite rule of the mean-field expectations.
+    quadrature: GaussHermite,
+    /// The Lyapunov computation's buffers: one sequence's inputs and states, a segment's
+    /// replicated inputs and start states.
+    lyap_x: DMatrix<f64>,
+    lyap_states: DMatrix<f64>,
+    seg_x: DMatrix<f64>,
+    seg_s0: DMatrix<f64>,
 }
 
 impl Workspace {
@@ -115,7 +167,116 @@ impl Workspace {
             d_final: DMatrix::zeros(0, 0),
             eig: EigenWorkspace::new(hidden),
             cell: None,
+            quadrature: GaussHermite::new(meanfield::DEFAULT_POINTS),
+            lyap_x: DMatrix::zeros(0, 0),
+            lyap_states: DMatrix::zeros(0, 0),
+            seg_x: DMatrix::zeros(0, 0),
+            seg_s0: DMatrix::zeros(0, 0),
         }
+    }
+
+    /// The finite-time Lyapunov exponents of the backward Jacobian product of sequence `column`
+    /// of `xs` (m × B·T, as in [`grad_norms`](Self::grad_norms)) from `s_0 = 0`: the `exponents`
+    /// largest λ_i of `J_1ᵀ ⋯ J_Tᵀ`, `J_t = ∂s_t/∂s_{t−1}` (the full state: an LSTM's `[h; c]`),
+    /// largest first. `λ_1` is the asymptotic rate at which `‖∂L/∂s_k‖` grows with T − k for a
+    /// generic loss; the rest tell how many directions of the state gradient survive.
+    ///
+    /// Benettin's QR method ([`Benettin`]) through the engine: the sequence's trajectory is run
+    /// once; then, from the last step back, every `qr_every` steps a segment is re-run from its
+    /// start state with the batch replaced by p copies of the sequence, its backward pass carries
+    /// the orthonormal basis `Q` (S × p) as `∂L/∂s_end` to `J_{start+1}ᵀ ⋯ J_endᵀ Q`, and that is
+    /// re-orthonormalised. The product of the factors is the state-gradient map the sweep's
+    /// backward pass applies to `v`, computed by the same code.
+    ///
+    /// # Errors
+    /// If `xs` does not fit the cell or `column ≥ batch`.
+    pub fn lyapunov<C: Cell<f64>>(
+        &mut self,
+        cell: &C,
+        xs: &DMatrix<f64>,
+        batch: usize,
+        column: usize,
+        exponents: usize,
+        qr_every: usize,
+    ) -> Result<Vec<f64>, BpttError> {
+        let (m, s_rows) = (cell.input_size(), cell.state_size());
+        if batch == 0 || column >= batch || !xs.ncols().is_multiple_of(batch) || xs.nrows() != m {
+            return Err(BpttError::Invalid(format!(
+                "lyapunov: sequence {column} of a batch of {batch} in inputs of shape {:?} \
+                 (the cell takes {m} inputs)",
+                xs.shape()
+            )));
+        }
+        if qr_every == 0 {
+            return Err(BpttError::Invalid(
+                "lyapunov: the QR interval must be at least 1 step".into(),
+            ));
+        }
+        let steps = xs.ncols() / batch;
+        let p = exponents.clamp(1, s_rows);
+        // the sequence's own trajectory s_0 … s_T
+        self.lyap_x.resize_mut(m, steps, 0.0);
+        for t in 0..steps {
+            self.lyap_x
+                .column_mut(t)
+                .copy_from(&xs.column(t * batch + column));
+        }
+        let s0 = DMatrix::zeros(s_rows, 1);
+        engine::forward(
+            cell,
+            Inputs::Dense(MatRef::from(&self.lyap_x)),
+            MatRef::from(&s0),
+            &mut self.tape,
+            None,
+        )?;
+        self.lyap_states = self.tape.states().to_owned();
+        let mut qr = Benettin::new(s_rows, p);
+        let mut end = steps;
+        while end > 0 {
+            let start = end.saturating_sub(qr_every);
+            let len = end - start;
+            // the segment start..end with p copies of the sequence (x_t repeated p times)
+            self.seg_x.resize_mut(m, len * p, 0.0);
+            for t in 0..len {
+                for c in 0..p {
+                    self.seg_x
+                        .column_mut(t * p + c)
+                        .copy_from(&self.lyap_x.column(start + t));
+                }
+            }
+            self.seg_s0.resize_mut(s_rows, p, 0.0);
+            for c in 0..p {
+                self.seg_s0
+                    .column_mut(c)
+                    .copy_from(&self.lyap_states.column(start));
+            }
+            let x = Inputs::Dense(MatRef::from(&self.seg_x));
+            engine::forward(cell, x, MatRef::from(&self.seg_s0), &mut self.tape, None)?;
+            // backprop the basis: ∂(Qᵀ s_end)/∂s_start = J_{start+1}ᵀ ⋯ J_endᵀ Q
+            let up = Upstream {
+                d_final: Some(MatRef::from(qr.basis())),
+                ..Upstream::default()
+            };
+            let no_grads = Want {
+                params: false,
+                inputs: false,
+                states: false,
+            };
+            engine::backward(
+                cell,
+                x,
+                &mut self.tape,
+                &up,
+                Truncation::Full,
+                no_grads,
+                None,
+                None,
+            )?;
+            let propagated = self.tape.d_state(0).to_owned();
+            qr.absorb(&propagated, len);
+            end = start;
+        }
+        Ok(qr.exponents())
     }
 
     /// Per-step gradient norms of `L = Σ_b v·h_T` through the engine (any cell; state
@@ -181,7 +342,8 @@ fn column_norm_means(g: MatRef<'_, f64>) -> (f64, f64) {
 /// Randomness: everything comes from `stream(seed, [cell, ensemble, rho_index, matrix])`, in
 /// this order: the recurrent matrix (and its redraws; for gated cells one per gate block),
 /// `W_ih` ~ N(0, 1/m), the inputs `x_t` ~ N(0, 1), the Lanczos start vector. Biases are zero
-/// and `h_0 = 0`.
+/// and `h_0 = 0`. The theories ([`Theory`]) draw nothing: the measurement does not depend on
+/// whether they are computed.
 #[allow(clippy::too_many_arguments)]
 pub fn run_matrix(
     ws: &mut Workspace,
@@ -193,6 +355,7 @@ pub fn run_matrix(
     sizes: Sizes,
     seed: u64,
     v: &DVector<f64>,
+    theory: Theory,
 ) -> MatrixResult {
     let mut rng = stream(
         seed,
@@ -237,8 +400,40 @@ pub fn run_matrix(
     c.params_mut()[WEIGHT_HH].copy_from(&w_hh);
     c.params_mut()[WEIGHT_IH].copy_from(&w_ih);
     let result = ws.grad_norms(&c, &xs, v, batch);
+    let lyapunov = if theory.lyapunov_exponents > 0 {
+        ws.lyapunov(
+            &c,
+            &xs,
+            batch,
+            0,
+            theory.lyapunov_exponents,
+            theory.qr_every,
+        )
+    } else {
+        Ok(Vec::new())
+    };
+    let activation = c.elementwise_activation();
     ws.cell = Some(c);
     let (grad_norm, log10_grad_norm) = result.expect("shapes set by the sweep");
+    let lyapunov = lyapunov.expect("shapes set by the sweep");
+    // the mean-field theory at this matrix's scale and input variance
+    let units = (gates * n) as f64;
+    let g2 = w_hh.norm_squared() / units;
+    let input_var = w_ih.norm_squared() / units;
+    let (mean_field_slope, mean_field_asymptotic, mean_field_q) = match activation {
+        Some(act) => {
+            let gh = &ws.quadrature;
+            let phi = |a: f64| act.value(a);
+            let dphi = |a: f64| act.derivative(a, act.value(a));
+            let predicted = meanfield::predicted_log_norms(gh, phi, dphi, g2, input_var, steps);
+            (
+                decay_rate(&predicted),
+                meanfield::asymptotic_slope(gh, phi, dphi, g2, input_var),
+                meanfield::fixed_point(gh, phi, g2, input_var).unwrap_or(f64::NAN),
+            )
+        }
+        None => (f64::NAN, f64::NAN, f64::NAN),
+    };
     let ln: Vec<f64> = log10_grad_norm
         .iter()
         .map(|l| l * std::f64::consts::LN_10)
@@ -255,6 +450,12 @@ pub fn run_matrix(
         grad_norm,
         log10_grad_norm,
         nonfinite,
+        weight_scale: g2.sqrt(),
+        input_var,
+        mean_field_slope,
+        mean_field_asymptotic,
+        mean_field_q,
+        lyapunov,
     }
 }
 

@@ -149,6 +149,13 @@ pub trait Cell<T: RealField + Copy>: Clone + Send + Sync {
         None
     }
 
+    /// The one element-wise activation σ of `h_t = σ(W_ih x_t + b + W_hh h_{t−1})` (the vanilla
+    /// cell), the setting of the mean-field theory ([`crate::numerics::meanfield`]). `None` for the
+    /// gated cells.
+    fn elementwise_activation(&self) -> Option<crate::nn::activation::Activation> {
+        None
+    }
+
     /// Whether Pascanu's Ω ([`crate::train::omega`]) is defined for this cell: `h = σ(P + W_hh h_prev)`
     /// with the engine's `∂L/∂P` equal to `σ'(a) ⊙ δ` (the vanilla cell).
     fn omega_applies(&self) -> bool {

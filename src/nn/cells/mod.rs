@@ -214,6 +214,9 @@ macro_rules! define_registry {
             fn derivative_bound(&self) -> Option<f64> {
                 any_cell!(self, [$($kind)*], c => c.derivative_bound())
             }
+            fn elementwise_activation(&self) -> Option<crate::nn::activation::Activation> {
+                any_cell!(self, [$($kind)*], c => c.elementwise_activation())
+            }
             fn omega_applies(&self) -> bool {
                 any_cell!(self, [$($kind)*], c => c.omega_applies())
             }

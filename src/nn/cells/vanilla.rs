@@ -182,6 +182,10 @@ impl<T: RealField + Copy> Cell<T> for VanillaRnn<T> {
         Some(self.activation.gamma())
     }
 
+    fn elementwise_activation(&self) -> Option<Activation> {
+        Some(self.activation)
+    }
+
     fn kink_pattern(&self, tape: MatRef<'_, T>, out: &mut Vec<bool>) {
         if self.activation.has_kink() {
             out.extend(crate::nn::cell::entries(tape, 0..tape.rows()).map(|&a| a > T::zero()));
