@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || scripts/setup-notebooks.sh
 cargo build --release --bins
 target/release/spectral-sweep --out results/spectral-sweep
+scripts/theory-n.sh   # the finite-n study of notebook 10 (results/theory-n/)
 target/release/bifurcation --out results/bifurcation
 target/release/pathological --out results/pathological
 target/release/pathological --lengths 10,20,30,40 --out results/pathological-short
