@@ -4,7 +4,7 @@
 # n = 64, 128, 256 and 512, with the top Lyapunov exponent, into results/theory-n/n<N>/, and
 # beyond the grid (ρ up to 3) at n = 128 and 512 into results/theory-n/saturation-n<N>/. The
 # mean-field prediction is an n → ∞ statement; how far the measured decay rate lies from it at
-# each n is the notebook's finite-size figure. About 25 min of one core in all (n = 512 is most
+# each n is the notebook's finite-size figure. About 17 min of one core in all (n = 512 is most
 # of it; experiments/README.md, "How long things take"). Extra arguments (e.g. --threads 1,
 # --resume) are passed on.
 set -euo pipefail
