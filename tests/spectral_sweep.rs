@@ -26,6 +26,14 @@ const SMALL: &[&str] = &[
     "--quiet",
 ];
 
+/// A CSV table's header and its records, asserting the header is `columns`.
+fn table(text: &str, columns: &[&str]) -> Vec<csv::StringRecord> {
+    let mut rows = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<&str> = rows.headers().unwrap().iter().collect();
+    assert_eq!(header, columns);
+    rows.records().map(Result::unwrap).collect()
+}
+
 #[test]
 fn csv_schema_and_sidecar() {
     let dir = cli::temp_dir("sweep", "schema");
@@ -37,12 +45,9 @@ fn csv_schema_and_sidecar() {
     ];
     args.extend(SMALL);
     cli::run_ok(BIN, &args);
-    let long = read(&dir, "spectral_sweep.csv");
-    let mut rows = csv::Reader::from_reader(long.as_bytes());
-    let header: Vec<String> = rows.headers().unwrap().iter().map(String::from).collect();
-    assert_eq!(
-        header,
-        [
+    let records = table(
+        &read(&dir, "spectral_sweep.csv"),
+        &[
             "cell",
             "ensemble",
             "rho",
@@ -54,10 +59,9 @@ fn csv_schema_and_sidecar() {
             "sigma_max",
             "pascanu_bound",
             "decay_rate",
-            "nonfinite"
-        ]
+            "nonfinite",
+        ],
     );
-    let records: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
     // every registered cell × 3 ensembles × 3 radii × 3 matrices × (T + 1) steps
     let cells = bptt::nn::cells::CellKind::ALL.len();
     assert_eq!(records.len(), cells * 3 * 3 * 3 * 8);
@@ -112,12 +116,9 @@ fn csv_schema_and_sidecar() {
 /// linear cell with a scaled orthogonal W_hh has every Lyapunov exponent ln ρ, and the counts
 /// and maxima agree with the exponents listed.
 fn check_theory_tables(dir: &Path, matrices: usize, hidden: usize) {
-    let text = read(dir, "matrices.csv");
-    let mut rows = csv::Reader::from_reader(text.as_bytes());
-    let header: Vec<String> = rows.headers().unwrap().iter().map(String::from).collect();
-    assert_eq!(
-        header,
-        [
+    let records = table(
+        &read(dir, "matrices.csv"),
+        &[
             "cell",
             "ensemble",
             "rho",
@@ -134,10 +135,9 @@ fn check_theory_tables(dir: &Path, matrices: usize, hidden: usize) {
             "lyapunov_exponents",
             "lyapunov_top",
             "lyapunov_above",
-            "nonfinite"
-        ]
+            "nonfinite",
+        ],
     );
-    let records: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
     assert_eq!(records.len(), matrices);
     let exponents = read(dir, "lyapunov.csv");
     let mut by_matrix: std::collections::HashMap<String, Vec<f64>> = Default::default();
