@@ -25,7 +25,7 @@ fn constant_product(a: &DMatrix<f64>, steps: usize) -> Vec<f64> {
     let mut b = Benettin::new(a.nrows(), a.nrows());
     for _ in 0..steps {
         let propagated = a * b.basis();
-        b.absorb(&propagated, 1);
+        b.absorb(propagated, 1);
     }
     b.exponents()
 }
@@ -117,7 +117,7 @@ fn a_nilpotent_product_annihilates_every_direction() {
 fn a_non_finite_product_gives_nan_exponents() {
     let mut b = Benettin::new(2, 2);
     b.absorb(
-        &DMatrix::from_row_slice(2, 2, &[f64::INFINITY, 0.0, 0.0, 1.0]),
+        DMatrix::from_row_slice(2, 2, &[f64::INFINITY, 0.0, 0.0, 1.0]),
         1,
     );
     assert!(b.exponents().iter().all(|x| x.is_nan()));

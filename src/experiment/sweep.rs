@@ -273,7 +273,7 @@ impl Workspace {
                 None,
             )?;
             let propagated = self.tape.d_state(0).to_owned();
-            qr.absorb(&propagated, len);
+            qr.absorb(propagated, len);
             end = start;
         }
         Ok(qr.exponents())

@@ -22,7 +22,7 @@
 //! let mut b = Benettin::new(2, 2);
 //! for _ in 0..200 {
 //!     let propagated = &m * b.basis();
-//!     b.absorb(&propagated, 1);
+//!     b.absorb(propagated, 1);
 //! }
 //! let l = b.exponents();
 //! // finite-time values are O(1/T) from the limit; their sum, ln|det M| = 0, is exact
@@ -97,7 +97,7 @@ impl Benettin {
     ///
     /// # Panics
     /// If `propagated` is not S × p.
-    pub fn absorb(&mut self, propagated: &DMatrix<f64>, steps: usize) {
+    pub fn absorb(&mut self, propagated: DMatrix<f64>, steps: usize) {
         assert_eq!(
             propagated.shape(),
             self.q.shape(),
@@ -108,7 +108,8 @@ impl Benettin {
             self.log_r.fill(f64::NAN);
             return;
         }
-        let qr = propagated.clone().qr();
+        // the QR factors the matrix in place: it takes the caller's copy, no second one
+        let qr = propagated.qr();
         let r = qr.r();
         for (i, sum) in self.log_r.iter_mut().enumerate() {
             *sum += r[(i, i)].abs().ln();
